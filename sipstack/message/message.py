@@ -1,0 +1,431 @@
+# -*- test-case-name: tests.message.test_message -*-
+"""
+SIP requests and responses as immutable values.
+
+A message keeps its header fields as text (L{Headers}) and parses the typed
+values a proxy or registrar needs (Via, From, To, CSeq, Contact...) on first
+use, caching the result: the idea of reSIProcate's lazy parser.  A header the
+application never reads is never parsed, and a header it does not know is
+forwarded exactly as it came.
+
+A typed accessor that meets a malformed value raises L{RemoteProtocolError}
+with status 400 and a reason naming the header, so whichever layer reads it
+can answer the peer with a precise error.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+
+from sipstack.errors import InvalidValue, LocalProtocolError, RemoteProtocolError
+from sipstack.message.address import NameAddress, Wildcard, parse_contact_value, parse_name_address, parse_name_address_list
+from sipstack.message.headers import Headers
+from sipstack.message.uri import URI
+from sipstack.message.values import CSeq, parse_cseq, parse_uint
+from sipstack.message.via import Via, parse_via
+
+__all__ = ["Request", "Response", "Message", "build_response", "build_error_response", "REASON_PHRASES", "new_tag"]
+
+_T = TypeVar("_T")
+
+#: Default reason phrases (RFC 3261 section 21 and later RFCs).
+REASON_PHRASES: dict[int, str] = {
+    100: "Trying",
+    180: "Ringing",
+    181: "Call Is Being Forwarded",
+    182: "Queued",
+    183: "Session Progress",
+    199: "Early Dialog Terminated",
+    200: "OK",
+    202: "Accepted",
+    204: "No Notification",
+    300: "Multiple Choices",
+    301: "Moved Permanently",
+    302: "Moved Temporarily",
+    305: "Use Proxy",
+    380: "Alternative Service",
+    400: "Bad Request",
+    401: "Unauthorized",
+    402: "Payment Required",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    406: "Not Acceptable",
+    407: "Proxy Authentication Required",
+    408: "Request Timeout",
+    410: "Gone",
+    412: "Conditional Request Failed",
+    413: "Request Entity Too Large",
+    414: "Request-URI Too Long",
+    415: "Unsupported Media Type",
+    416: "Unsupported URI Scheme",
+    420: "Bad Extension",
+    421: "Extension Required",
+    423: "Interval Too Brief",
+    428: "Use Identity Header",
+    429: "Provide Referrer Identity",
+    430: "Flow Failed",
+    433: "Anonymity Disallowed",
+    439: "First Hop Lacks Outbound Support",
+    440: "Max-Breadth Exceeded",
+    469: "Bad Info Package",
+    470: "Consent Needed",
+    480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist",
+    482: "Loop Detected",
+    483: "Too Many Hops",
+    484: "Address Incomplete",
+    485: "Ambiguous",
+    486: "Busy Here",
+    487: "Request Terminated",
+    488: "Not Acceptable Here",
+    489: "Bad Event",
+    491: "Request Pending",
+    493: "Undecipherable",
+    494: "Security Agreement Required",
+    500: "Server Internal Error",
+    501: "Not Implemented",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Server Time-out",
+    505: "Version Not Supported",
+    513: "Message Too Large",
+    555: "Push Notification Service Not Supported",
+    580: "Precondition Failure",
+    600: "Busy Everywhere",
+    603: "Decline",
+    604: "Does Not Exist Anywhere",
+    606: "Not Acceptable",
+    607: "Unwanted",
+    608: "Rejected",
+}
+
+
+def new_tag() -> str:
+    """
+    A fresh From/To tag: 64 random bits, as RFC 3261 section 19.3 asks for
+    ("at least 32 bits of randomness").
+    """
+    return secrets.token_hex(8)
+
+
+class _TypedHeaders:
+    """
+    The typed, cached header accessors shared by requests and responses.
+    """
+
+    __slots__ = ()
+    headers: Headers
+    _cache: dict[str, Any]
+
+    def _typed(self, name: str, parse: Callable[[str], _T]) -> _T | None:
+        """Parse the single header C{name} once; L{None} when it is absent."""
+        cache = self._cache
+        try:
+            return cache[name]  # type: ignore[no-any-return]  # the cache holds what parse returned
+        except KeyError:
+            pass
+        values = self.headers.get_all(name)
+        if not values:
+            result = None
+        elif len(values) > 1:
+            raise RemoteProtocolError(f"More than one {name} header")
+        else:
+            try:
+                result = parse(values[0])
+            except InvalidValue as error:
+                raise RemoteProtocolError(f"Bad {name} header: {error}") from None
+        cache[name] = result
+        return result
+
+    def _typed_list(self, name: str, parse: Callable[[str], list[_T]]) -> list[_T]:
+        """Parse every field of list header C{name} once, in order."""
+        cache = self._cache
+        try:
+            return cache[name]  # type: ignore[no-any-return]  # the cache holds what parse returned
+        except KeyError:
+            pass
+        result: list[_T] = []
+        try:
+            for value in self.headers.get_all(name):
+                result.extend(parse(value))
+        except InvalidValue as error:
+            raise RemoteProtocolError(f"Bad {name} header: {error}") from None
+        cache[name] = result
+        return result
+
+    def _required(self, name: str, value: _T | None) -> _T:
+        if value is None:
+            raise RemoteProtocolError(f"Missing {name} header")
+        return value
+
+    @property
+    def vias(self) -> list[Via]:
+        """Every Via, top first (RFC 3261 section 20.42)."""
+        return self._typed_list("Via", parse_via)
+
+    @property
+    def top_via(self) -> Via:
+        """
+        The topmost Via: the one that names the previous hop.
+
+        @raise RemoteProtocolError: there is no Via.
+        """
+        vias = self.vias
+        if not vias:
+            raise RemoteProtocolError("Missing Via header")
+        return vias[0]
+
+    @property
+    def from_(self) -> NameAddress:
+        """The From header (RFC 3261 section 20.20)."""
+        return self._required("From", self._typed("From", parse_name_address))
+
+    @property
+    def to(self) -> NameAddress:
+        """The To header (RFC 3261 section 20.39)."""
+        return self._required("To", self._typed("To", parse_name_address))
+
+    @property
+    def call_id(self) -> str:
+        """The Call-ID (RFC 3261 section 20.8), compared byte for byte."""
+        return self._required("Call-ID", self._typed("Call-ID", _parse_call_id))
+
+    @property
+    def cseq(self) -> CSeq:
+        """The CSeq (RFC 3261 section 20.16)."""
+        return self._required("CSeq", self._typed("CSeq", parse_cseq))
+
+    @property
+    def max_forwards(self) -> int | None:
+        """The Max-Forwards value (0-255), or L{None} when absent."""
+        return self._typed("Max-Forwards", _parse_max_forwards)
+
+    @property
+    def content_length(self) -> int | None:
+        """The Content-Length value, or L{None} when absent."""
+        return self._typed("Content-Length", _parse_length)
+
+    @property
+    def expires(self) -> int | None:
+        """The Expires header in seconds, or L{None} when absent."""
+        return self._typed("Expires", _parse_expires)
+
+    @property
+    def contacts(self) -> list[NameAddress] | Wildcard:
+        """
+        Every Contact, in order, or the wildcard C{*} (RFC 3261 section 10.2.2).
+
+        @raise RemoteProtocolError: a malformed Contact, or C{*} combined with
+            other contacts.
+        """
+        cache = self._cache
+        try:
+            return cache["Contact"]  # type: ignore[no-any-return]  # the cache holds what was stored below
+        except KeyError:
+            pass
+        result: list[NameAddress] | Wildcard = []
+        fields = self.headers.get_all("Contact")
+        try:
+            for value in fields:
+                parsed = parse_contact_value(value)
+                if isinstance(parsed, Wildcard):
+                    if len(fields) > 1:
+                        raise InvalidValue("'*' must be the only Contact")
+                    result = parsed
+                else:
+                    assert isinstance(result, list)
+                    result.extend(parsed)
+        except InvalidValue as error:
+            raise RemoteProtocolError(f"Bad Contact header: {error}") from None
+        cache["Contact"] = result
+        return result
+
+    @property
+    def routes(self) -> list[NameAddress]:
+        """Every Route, in order (RFC 3261 section 20.34)."""
+        return self._typed_list("Route", parse_name_address_list)
+
+    @property
+    def record_routes(self) -> list[NameAddress]:
+        """Every Record-Route, in order (RFC 3261 section 20.30)."""
+        return self._typed_list("Record-Route", parse_name_address_list)
+
+
+def _parse_call_id(text: str) -> str:
+    # callid  =  word [ "@" word ]; we only insist it is one non-empty word
+    # without whitespace, and compare it as an opaque string.
+    if not text or any(char in text for char in " \t"):
+        raise InvalidValue("a Call-ID is one word with no spaces")
+    return text
+
+
+def _parse_max_forwards(text: str) -> int:
+    return parse_uint(text, maximum=255, what="Max-Forwards")
+
+
+def _parse_length(text: str) -> int:
+    return parse_uint(text, maximum=2**32 - 1, what="Content-Length")
+
+
+def _parse_expires(text: str) -> int:
+    return parse_uint(text, maximum=2**32 - 1, what="Expires")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Request(_TypedHeaders):
+    """
+    A SIP request (RFC 3261 section 7.1).
+
+    @ivar method: the method, case-sensitive (RFC 3261 section 7.1).
+    @ivar uri: the Request-URI.
+    @ivar headers: the header fields.
+    @ivar body: the message body, as bytes.
+    @ivar version: the SIP-Version as written (C{"SIP/2.0"}).
+    @ivar notes: what the parser accepted though it was not quite right (for
+        example a missing Max-Forwards); never compared.
+    """
+
+    method: str
+    uri: URI
+    headers: Headers = field(default_factory=Headers)
+    body: bytes = b""
+    version: str = "SIP/2.0"
+    notes: tuple[str, ...] = field(default=(), compare=False)
+    _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def replace(self, **changes: Any) -> Request:
+        """A copy with some fields changed (typed values are parsed anew)."""
+        return replace(self, **changes)
+
+    def with_body(self, body: bytes, content_type: str | None = None) -> Request:
+        """A copy with this body, and a Content-Length (and Content-Type) to match."""
+        return self.replace(body=body, headers=_body_headers(self.headers, body, content_type))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Response(_TypedHeaders):
+    """
+    A SIP response (RFC 3261 section 7.2).
+
+    @ivar status: the status code, 100-699.
+    @ivar reason: the reason phrase (may be empty).
+    @ivar headers: the header fields.
+    @ivar body: the message body, as bytes.
+    @ivar version: the SIP-Version as written (C{"SIP/2.0"}).
+    @ivar notes: what the parser accepted though it was not quite right.
+    """
+
+    status: int
+    reason: str = ""
+    headers: Headers = field(default_factory=Headers)
+    body: bytes = b""
+    version: str = "SIP/2.0"
+    notes: tuple[str, ...] = field(default=(), compare=False)
+    _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not 100 <= self.status <= 699:
+            raise LocalProtocolError(f"status {self.status} is not in 100-699")
+
+    def replace(self, **changes: Any) -> Response:
+        """A copy with some fields changed (typed values are parsed anew)."""
+        return replace(self, **changes)
+
+    def with_body(self, body: bytes, content_type: str | None = None) -> Response:
+        """A copy with this body, and a Content-Length (and Content-Type) to match."""
+        return self.replace(body=body, headers=_body_headers(self.headers, body, content_type))
+
+    @property
+    def provisional(self) -> bool:
+        """Whether this is a 1xx response."""
+        return self.status < 200
+
+
+Message = Request | Response
+
+
+def _body_headers(headers: Headers, body: bytes, content_type: str | None) -> Headers:
+    headers = headers.with_replaced("Content-Length", str(len(body)))
+    if content_type is not None:
+        headers = headers.with_replaced("Content-Type", content_type)
+    return headers
+
+
+# The headers RFC 3261 section 8.2.6.2 copies from a request into a response.
+_COPIED = ("Via", "From", "To", "Call-ID", "CSeq")
+
+
+def build_error_response(error: RemoteProtocolError) -> Response | None:
+    """
+    The response answering a request that failed to parse or validate, or
+    L{None} when the error allows no response (a malformed response, an ACK,
+    or headers too broken to copy).
+    """
+    if error.request_fields is None:
+        return None
+    return _response_from_headers(Headers(error.request_fields), error.status, error.reason, to_tag=None)
+
+
+def build_response(
+    request: Request,
+    status: int,
+    reason: str | None = None,
+    *,
+    to_tag: str | None = None,
+    headers: Iterable[tuple[str, str]] = (),
+    body: bytes = b"",
+) -> Response:
+    """
+    A response to C{request}, built per RFC 3261 section 8.2.6.
+
+    Via, From, Call-ID and CSeq are copied exactly; To is copied and, for
+    anything but 100 Trying, given a tag when it has none (C{to_tag}, or a
+    fresh random one); 100 Trying copies Timestamp (section 8.2.6.1).  The
+    extra C{headers} are appended, and a Content-Length always ends the
+    header block, so the response can be sent on any transport as it is.
+    """
+    if request.method == "ACK":
+        raise LocalProtocolError("an ACK is never answered (RFC 3261 section 17.2.1)")
+    response = _response_from_headers(request.headers, status, reason, to_tag=to_tag, extra=headers)
+    if body:
+        response = response.with_body(body)
+    return response
+
+
+def _response_from_headers(
+    request_headers: Headers,
+    status: int,
+    reason: str | None,
+    *,
+    to_tag: str | None,
+    extra: Iterable[tuple[str, str]] = (),
+) -> Response:
+    fields: list[tuple[str, str]] = []
+    for name, value in request_headers:
+        key = name.lower()
+        if key in ("via", "v", "from", "f", "call-id", "i", "cseq"):
+            fields.append((name, value))
+        elif key in ("to", "t"):
+            fields.append((name, value if status == 100 else _tagged(value, to_tag)))
+        elif status == 100 and key == "timestamp":
+            fields.append((name, value))
+    fields.extend(extra)
+    fields.append(("Content-Length", "0"))
+    if reason is None:
+        reason = REASON_PHRASES.get(status, "")
+    return Response(status=status, reason=reason, headers=Headers(fields))
+
+
+def _tagged(to_value: str, to_tag: str | None) -> str:
+    try:
+        to = parse_name_address(to_value)
+    except InvalidValue:
+        # An error response to a request with a broken To: copy it unchanged.
+        return to_value
+    if to.tag is not None:
+        return to_value
+    return f"{to_value};tag={to_tag or new_tag()}"

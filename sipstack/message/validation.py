@@ -1,0 +1,150 @@
+# -*- test-case-name: tests.message.test_validation -*-
+"""
+From a framed start line and header fields to a valid message.
+
+This is where the parser decides, case by case, whether a message is rejected
+or accepted with a note, following RFC 3261 and the robustness principle.  The
+decisions, with their reasons, are listed in C{docs/message-layer.md}; in
+short:
+
+  - a request missing To, From, Call-ID, CSeq or Via, or with one of them
+    malformed or repeated, gets 400 naming the header;
+  - a request whose top Via cannot be read is dropped, as there is nowhere to
+    send a response (RFC 3261 section 18.2.2);
+  - a CSeq method that differs from the request method gets 400;
+  - a version other than SIP/2.0 gets 505; a Request-URI scheme we do not
+    serve gets 416; a malformed Request-URI, To, From or Contact gets 400;
+  - a missing Max-Forwards is accepted with a note (RFC 2543 peers omit it;
+    RFC 3261 section 16.6 step 3 lets a proxy add it);
+  - a malformed response is dropped (RFC 3261 section 18.1.2), as is any
+    faulty ACK, which is never answered.
+
+The typed values parsed for these checks are cached in the message, so a
+proxy reading them afterwards pays nothing more.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sipstack.errors import (
+    FaultAction,
+    InvalidValue,
+    RemoteProtocolError,
+    UnsupportedURIScheme,
+    VersionNotSupported,
+)
+from sipstack.message.address import Wildcard
+from sipstack.message.headers import Headers
+from sipstack.message.message import Message, Request, Response
+from sipstack.message.uri import parse_uri
+from sipstack.message.via import parse_via
+
+__all__ = ["DEFAULT_URI_SCHEMES", "build_message"]
+
+#: Request-URI schemes a SIP server accepts unless told otherwise.
+DEFAULT_URI_SCHEMES = frozenset({"sip", "sips", "tel"})
+
+# Request-Line  =  Method SP Request-URI SP SIP-Version CRLF
+# SIP-Version   =  "SIP" "/" 1*DIGIT "." 1*DIGIT   (ABNF literals are case-insensitive)
+_REQUEST_LINE = re.compile(r"([A-Za-z0-9\-.!%*_+`'~]+) ([^ \t]+) ([Ss][Ii][Pp]/[0-9]+\.[0-9]+)")
+# Status-Line  =  SIP-Version SP Status-Code SP Reason-Phrase CRLF
+# A missing SP and empty reason ("SIP/2.0 200") is tolerated.
+_STATUS_LINE = re.compile(r"([Ss][Ii][Pp]/[0-9]+\.[0-9]+) ([1-6][0-9][0-9])(?: (.*))?", re.DOTALL)
+
+_MISSING_MAX_FORWARDS = "no Max-Forwards (treated as 70)"
+
+
+def build_message(
+    start: str,
+    fields: tuple[tuple[str, str], ...],
+    body: bytes,
+    answerable: bool,
+    uri_schemes: frozenset[str] = DEFAULT_URI_SCHEMES,
+) -> Message:
+    """
+    Build and validate a message from its parts.
+
+    @param answerable: whether a fault may be answered (a request, not an ACK).
+    @raise RemoteProtocolError: the message is invalid; its action and status
+        say what to do.
+    """
+    headers = Headers(fields)
+    if start[:4].upper().startswith("SIP/"):
+        return _build_response(start, headers, body)
+    return _build_request(start, headers, body, answerable, uri_schemes)
+
+
+def _reject(error: RemoteProtocolError, headers: Headers, answerable: bool) -> RemoteProtocolError:
+    if not answerable:
+        return type(error)(error.reason, error.status, action=FaultAction.DROP)
+    return type(error)(error.reason, error.status, action=FaultAction.RESPOND, request_fields=headers.fields)
+
+
+def _build_request(
+    start: str, headers: Headers, body: bytes, answerable: bool, uri_schemes: frozenset[str]
+) -> Request:
+    match = _REQUEST_LINE.fullmatch(start)
+    if match is None:
+        raise _reject(RemoteProtocolError("Malformed Request-Line"), headers, answerable)
+    method, uri_text, version = match.groups()
+    if version.upper() != "SIP/2.0":
+        raise _reject(VersionNotSupported(f"SIP version {version} not supported"), headers, answerable)
+    try:
+        uri = parse_uri(uri_text)
+    except InvalidValue as error:
+        raise _reject(RemoteProtocolError(f"Bad Request-URI: {error}"), headers, answerable) from None
+    notes = () if "Max-Forwards" in headers else (_MISSING_MAX_FORWARDS,)
+    request = Request(method=method, uri=uri, headers=headers, body=body, version=version, notes=notes)
+    try:
+        # The top Via is where a response goes: without it, none can be sent.
+        vias = headers.get_all("Via")
+        if not vias:
+            raise RemoteProtocolError("Missing Via header", action=FaultAction.DROP)
+        try:
+            request.vias  # noqa: B018  (parsed and cached for the reader)
+        except RemoteProtocolError:
+            try:
+                parse_via(vias[0])
+            except InvalidValue:
+                raise RemoteProtocolError("Bad top Via header", action=FaultAction.DROP) from None
+            raise
+        _check_common(request)
+        if request.cseq.method != method:
+            raise RemoteProtocolError(f"CSeq method {request.cseq.method} does not match the request method")
+        if uri.scheme not in uri_schemes:
+            raise UnsupportedURIScheme(f"URI scheme {uri.scheme} not supported")
+        contacts = request.contacts
+        if isinstance(contacts, Wildcard) and method != "REGISTER":
+            raise RemoteProtocolError("Contact '*' is allowed only in REGISTER")
+        request.max_forwards  # noqa: B018
+    except RemoteProtocolError as error:
+        if error.action is FaultAction.DROP:
+            raise RemoteProtocolError(error.reason, error.status, action=FaultAction.DROP) from None
+        raise _reject(error, headers, answerable) from None
+    return request
+
+
+def _check_common(message: Message) -> None:
+    """The header checks requests and responses share; each value is cached."""
+    message.from_  # noqa: B018
+    message.to  # noqa: B018
+    message.call_id  # noqa: B018
+    message.cseq  # noqa: B018
+    message.content_length  # noqa: B018
+
+
+def _build_response(start: str, headers: Headers, body: bytes) -> Response:
+    match = _STATUS_LINE.fullmatch(start)
+    if match is None:
+        raise RemoteProtocolError("Malformed Status-Line", action=FaultAction.DROP)
+    version, status, reason = match.groups()
+    if version.upper() != "SIP/2.0":
+        raise VersionNotSupported(f"SIP version {version} not supported", action=FaultAction.DROP)
+    response = Response(status=int(status), reason=reason or "", headers=headers, body=body, version=version)
+    try:
+        response.top_via  # noqa: B018
+        _check_common(response)
+    except RemoteProtocolError as error:
+        raise RemoteProtocolError(error.reason, error.status, action=FaultAction.DROP) from None
+    return response
