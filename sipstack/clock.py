@@ -9,7 +9,8 @@ two methods can be injected, and the core never imports Twisted.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 __all__ = ["Clock", "DelayedCall"]
 

@@ -45,6 +45,8 @@ class Limits:
     @ivar partial_message_timeout: seconds a stream may take to deliver the
         rest of a message once its first byte arrived (slow-loris defence).
     @ivar handshake_timeout: seconds a TLS handshake may take.
+    @ivar connect_timeout: seconds an outgoing TCP connection may take to
+        establish.
     @ivar max_output_buffer_bytes: bytes queued for a slow reader before the
         connection is dropped.
     """
@@ -58,6 +60,7 @@ class Limits:
     idle_timeout: float = 600.0
     partial_message_timeout: float = 16.0
     handshake_timeout: float = 5.0
+    connect_timeout: float = 10.0
     max_output_buffer_bytes: int = 1_048_576
 
     def __post_init__(self) -> None:
@@ -72,6 +75,7 @@ class Limits:
             idle_timeout=self.idle_timeout,
             partial_message_timeout=self.partial_message_timeout,
             handshake_timeout=self.handshake_timeout,
+            connect_timeout=self.connect_timeout,
             max_output_buffer_bytes=self.max_output_buffer_bytes,
         )
 

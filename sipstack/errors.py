@@ -30,6 +30,8 @@ __all__ = [
     "UnsupportedMediaType",
     "VersionNotSupported",
     "TransactionError",
+    "TimedOut",
+    "TransportFailed",
     "RoutingError",
     "StoreError",
     "InvalidValue",
@@ -152,6 +154,17 @@ class VersionNotSupported(RemoteProtocolError):
 
 class TransactionError(SIPError):
     """A transaction ended without a final response from the peer."""
+
+
+class TimedOut(TransactionError):
+    """No final response came before Timer B or F fired (RFC 3261 section 17.1)."""
+
+
+class TransportFailed(TransactionError):
+    """
+    A message could not be sent: no connection could be made, or it broke
+    (RFC 3261 section 8.1.3.1 turns this into a 503 for the application).
+    """
 
 
 class RoutingError(SIPError):

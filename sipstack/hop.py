@@ -13,7 +13,16 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-__all__ = ["TransportKind", "Peer", "SecurityState", "HopSecurity"]
+__all__ = [
+    "TransportKind",
+    "Peer",
+    "SecurityState",
+    "HopSecurity",
+    "CLEARTEXT",
+    "TLS_UNAUTHENTICATED",
+    "FlowKey",
+    "Destination",
+]
 
 
 class TransportKind(enum.Enum):
@@ -99,3 +108,49 @@ class HopSecurity:
 
 CLEARTEXT = HopSecurity(SecurityState.CLEARTEXT)
 TLS_UNAUTHENTICATED = HopSecurity(SecurityState.TLS_UNAUTHENTICATED)
+
+
+@dataclass(frozen=True, slots=True)
+class FlowKey:
+    """
+    What identifies a flow: the path one message travelled, and the one a
+    reply to it should take (RFC 5626 section 3 calls it a flow).
+
+    For UDP a flow is the pair of addresses; for TCP and TLS it is one
+    connection, told apart from another between the same addresses by
+    C{connection}.
+
+    @ivar transport: the transport.
+    @ivar remote: the peer's address as the socket sees it.
+    @ivar local: our address as the socket sees it.
+    @ivar connection: a number unique to one stream connection; 0 for UDP.
+    """
+
+    transport: TransportKind
+    remote: Peer
+    local: Peer
+    connection: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """
+    Where to send a request: one resolved target of an RFC 3263 plan.
+
+    @ivar transport: the transport to use.
+    @ivar peer: the IP address and port.
+    @ivar server_name: for TLS, the SIP domain: sent as SNI and, when
+        C{authenticated}, the identity the certificate must carry (RFC 5922).
+    @ivar authenticated: whether TLS must authenticate the server (a
+        C{sips:} URI or the strict policy); a failure is then an error, never
+        a fallback.
+    """
+
+    transport: TransportKind
+    peer: Peer
+    server_name: str | None = None
+    authenticated: bool = False
+
+    def __post_init__(self) -> None:
+        if self.authenticated and (self.transport is not TransportKind.TLS or not self.server_name):
+            raise ValueError("authenticated destinations are TLS with a server name")

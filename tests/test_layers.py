@@ -45,7 +45,7 @@ def _part_of(path: Path) -> str:
 
 def _imports(path: Path) -> list[str]:
     tree = ast.parse(path.read_text(), str(path))
-    names = []
+    names: list[str] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.extend(alias.name for alias in node.names)

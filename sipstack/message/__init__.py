@@ -17,7 +17,7 @@ from sipstack.message.message import (
 )
 from sipstack.message.parser import KeepAlive, StreamFramer, parse_datagram
 from sipstack.message.serializer import serialize
-from sipstack.message.uri import URI, AbsoluteURI, SIPURI, parse_uri
+from sipstack.message.uri import SIPURI, URI, AbsoluteURI, parse_uri
 from sipstack.message.values import CSeq
 from sipstack.message.via import Via
 

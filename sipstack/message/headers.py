@@ -80,14 +80,29 @@ _SPELLING = {
 }
 
 
-def canonical_key(name: str) -> str:
-    """
-    The key a header name is looked up by: lower case, long form.
-    """
+def _compute_key(name: str) -> str:
     key = name.lower()
     if len(key) == 1:
         return _KEY_OF_COMPACT.get(key, key)
     return key
+
+
+# The keys of the spellings seen in practice, computed once: looking a name up
+# here is cheaper than lower-casing it for every header of every message.  The
+# table is fixed, so a peer cannot grow it.
+_KNOWN_KEYS: dict[str, str] = {
+    spelling: _compute_key(spelling)
+    for name in (*_SPELLING.values(), *COMPACT_FORMS)
+    for spelling in (name, name.lower(), name.upper())
+}
+
+
+def canonical_key(name: str) -> str:
+    """
+    The key a header name is looked up by: lower case, long form.
+    """
+    key = _KNOWN_KEYS.get(name)
+    return key if key is not None else _compute_key(name)
 
 
 def long_name(name: str) -> str:

@@ -21,7 +21,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from sipstack.errors import InvalidValue, LocalProtocolError, RemoteProtocolError
-from sipstack.message.address import NameAddress, Wildcard, parse_contact_value, parse_name_address, parse_name_address_list
+from sipstack.message.address import (
+    NameAddress,
+    Wildcard,
+    parse_contact_value,
+    parse_name_address,
+    parse_name_address_list,
+)
 from sipstack.message.headers import Headers
 from sipstack.message.uri import URI
 from sipstack.message.values import CSeq, parse_cseq, parse_uint
@@ -30,6 +36,9 @@ from sipstack.message.via import Via, parse_via
 __all__ = ["Request", "Response", "Message", "build_response", "build_error_response", "REASON_PHRASES", "new_tag"]
 
 _T = TypeVar("_T")
+
+#: Marks a typed value not parsed yet (L{None} means "header absent").
+_MISSING: Any = object()
 
 #: Default reason phrases (RFC 3261 section 21 and later RFCs).
 REASON_PHRASES: dict[int, str] = {
@@ -124,18 +133,18 @@ class _TypedHeaders:
     def _typed(self, name: str, parse: Callable[[str], _T]) -> _T | None:
         """Parse the single header C{name} once; L{None} when it is absent."""
         cache = self._cache
-        try:
-            return cache[name]  # type: ignore[no-any-return]  # the cache holds what parse returned
-        except KeyError:
-            pass
-        values = self.headers.get_all(name)
-        if not values:
+        cached = cache.get(name, _MISSING)
+        if cached is not _MISSING:
+            return cached  # type: ignore[no-any-return]  # the cache holds what parse returned
+        headers = self.headers
+        positions = headers._lookup().get(name.lower())
+        if positions is None:
             result = None
-        elif len(values) > 1:
+        elif len(positions) > 1:
             raise RemoteProtocolError(f"More than one {name} header")
         else:
             try:
-                result = parse(values[0])
+                result = parse(headers._fields[positions[0]][1])
             except InvalidValue as error:
                 raise RemoteProtocolError(f"Bad {name} header: {error}") from None
         cache[name] = result
@@ -144,10 +153,9 @@ class _TypedHeaders:
     def _typed_list(self, name: str, parse: Callable[[str], list[_T]]) -> list[_T]:
         """Parse every field of list header C{name} once, in order."""
         cache = self._cache
-        try:
-            return cache[name]  # type: ignore[no-any-return]  # the cache holds what parse returned
-        except KeyError:
-            pass
+        cached = cache.get(name, _MISSING)
+        if cached is not _MISSING:
+            return cached  # type: ignore[no-any-return]  # the cache holds what parse returned
         result: list[_T] = []
         try:
             for value in self.headers.get_all(name):
@@ -223,10 +231,9 @@ class _TypedHeaders:
             other contacts.
         """
         cache = self._cache
-        try:
-            return cache["Contact"]  # type: ignore[no-any-return]  # the cache holds what was stored below
-        except KeyError:
-            pass
+        cached = cache.get("Contact", _MISSING)
+        if cached is not _MISSING:
+            return cached  # type: ignore[no-any-return]  # the cache holds what was stored below
         result: list[NameAddress] | Wildcard = []
         fields = self.headers.get_all("Contact")
         try:
@@ -304,6 +311,23 @@ class Request(_TypedHeaders):
     def with_body(self, body: bytes, content_type: str | None = None) -> Request:
         """A copy with this body, and a Content-Length (and Content-Type) to match."""
         return self.replace(body=body, headers=_body_headers(self.headers, body, content_type))
+
+    def with_top_via(self, via: Via) -> Request:
+        """
+        A copy whose top Via is C{via} (or that gains C{via} as its only Via).
+
+        The transport layer stamps C{received}/C{rport} on every request it
+        receives and the transport and sent-by on every one it sends, so this
+        keeps the values already parsed instead of parsing them again.
+        """
+        vias = self.vias
+        headers = self.headers
+        if vias:
+            headers = headers.without_first_value("Via")
+        copy = self.replace(headers=headers.with_added("Via", str(via), first=True))
+        copy._cache.update(self._cache)
+        copy._cache["Via"] = [via, *vias[1:]]
+        return copy
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -24,14 +24,13 @@ import re
 
 from sipstack.config import Limits
 from sipstack.errors import FaultAction, MessageTooLarge, RemoteProtocolError
+from sipstack.message.headers import _KNOWN_KEYS, Headers, canonical_key
 from sipstack.message.message import Message
 from sipstack.message.validation import DEFAULT_URI_SCHEMES, build_message
 
 __all__ = ["parse_datagram", "StreamFramer", "KeepAlive", "DEFAULT_LIMITS"]
 
 DEFAULT_LIMITS = Limits()
-
-_TOKEN = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 
 
 class KeepAlive(enum.Enum):
@@ -45,34 +44,85 @@ class KeepAlive(enum.Enum):
     PONG = "pong"
 
 
-def _split_head(text: str, limits: Limits) -> tuple[str, tuple[tuple[str, str], ...], bool]:
+_TOKEN = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+
+
+def _split_head(text: str, limits: Limits) -> tuple[str, Headers, bool]:
     """
     Split a header block (start line and header lines, no final blank line)
     into the start line and its fields, undoing header folding.
 
-    @return: the start line, the fields, and whether a fault can be answered:
+    The common case (CRLF line ends, no folding, no space before the colon)
+    takes a quick loop; anything else takes L{_split_lines}, which reads
+    every form the grammar allows and names the fault of those it does not.
+
+    @return: the start line, the header fields, and whether a fault can be answered:
         the start line looks like a request's, and not an ACK's (RFC 3261
         section 17.2.1: an ACK is never answered).
     """
-    if "\n" in text:
-        if text.count("\n") == text.count("\r\n"):
-            lines = text.split("\r\n")
-        else:
-            # Bare LF line ends (RFC 3261 says CRLF; accepted on datagrams).
-            lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
-    else:
-        lines = [text]
+    lines = text.split("\r\n")
     start = lines[0]
     answerable = not start[:4].upper().startswith("SIP/") and not start.startswith("ACK ")
     if len(lines) - 1 > limits.max_headers:
         raise _fault("Too many header fields", 400, answerable, None)
     fields: list[tuple[str, str]] = []
-    max_line = limits.max_line_bytes
+    index: dict[str, list[int]] = {}
+    known = _KNOWN_KEYS
+    simple = "\n" not in start
+    for position, line in enumerate(lines[1:]):
+        name, colon, value = line.partition(":")
+        key = known.get(name)
+        if key is None:
+            if not colon or _TOKEN.fullmatch(name) is None:
+                simple = False
+                break
+            key = canonical_key(name)
+        if not colon or "\n" in value:
+            simple = False
+            break
+        fields.append((name, value.strip(" \t")))
+        positions = index.get(key)
+        if positions is None:
+            index[key] = [position]
+        else:
+            positions.append(position)
+    if not simple or (len(text) > limits.max_line_bytes and max(map(len, lines)) > limits.max_line_bytes):
+        start, fields = _split_lines(text, limits, answerable)
+        headers = Headers(fields)
+    else:
+        headers = Headers._trusted(tuple(fields), index)
+    if "\x00" in text and _raw_nul(text):
+        raise _fault("NUL character in the header section", 400, answerable, headers.fields)
+    return start, headers, answerable
+
+
+def _raw_nul(text: str) -> bool:
+    """
+    Whether C{text} has a NUL that is not a quoted-pair (RFC 3261 section
+    25.1 lets a backslash escape any octet but CR and LF inside a quoted
+    string: RFC 4475 section 3.1.1.2 has one).
+    """
+    position = text.find("\x00")
+    while position >= 0:
+        if position == 0 or text[position - 1] != "\\":
+            return True
+        position = text.find("\x00", position + 1)
+    return False
+
+
+def _split_lines(text: str, limits: Limits, answerable: bool) -> tuple[str, list[tuple[str, str]]]:
+    """
+    Split a header block line by line: bare LF line ends, folded lines and
+    whitespace before the colon are read; anything else raises its fault.
+    """
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    if len(lines) - 1 > limits.max_headers:
+        raise _fault("Too many header fields", 400, answerable, None)
+    fields: list[tuple[str, str]] = []
     for line in lines[1:]:
-        if len(line) > max_line:
+        if len(line) > limits.max_line_bytes:
             raise _fault("Header line too long", 400, answerable, None)
-        first = line[:1]
-        if first == " " or first == "\t":
+        if line[:1] in (" ", "\t"):
             if not fields:
                 raise _fault("Continuation line before the first header", 400, answerable, None)
             name, value = fields[-1]
@@ -82,15 +132,13 @@ def _split_head(text: str, limits: Limits) -> tuple[str, tuple[tuple[str, str], 
         colon = line.find(":")
         if colon <= 0:
             raise _fault(f"Malformed header line {line[:40]!r}", 400, answerable, tuple(fields))
-        name = line[:colon]
-        if name[-1] in " \t":
-            name = name.rstrip(" \t")
-        if not _TOKEN.fullmatch(name):
+        name = line[:colon].rstrip(" \t")
+        if _TOKEN.fullmatch(name) is None:
             raise _fault(f"Malformed header name {name[:40]!r}", 400, answerable, tuple(fields))
         fields.append((name, line[colon + 1 :].strip(" \t")))
-    if "\x00" in text:
-        raise _fault("NUL character in the header section", 400, answerable, tuple(fields))
-    return start, tuple(fields), answerable
+    if len(fields) > limits.max_headers:
+        raise _fault("Too many header fields", 400, answerable, None)
+    return lines[0], fields
 
 
 def _fault(
@@ -107,12 +155,8 @@ def _fault(
     return error_class(reason, status, action=action, request_fields=fields)
 
 
-def _content_length(fields: tuple[tuple[str, str], ...]) -> str | None:
-    for name, value in fields:
-        key = name.lower()
-        if key == "content-length" or key == "l":
-            return value
-    return None
+def _content_length(headers: Headers) -> str | None:
+    return headers.get("content-length")
 
 
 def parse_datagram(
@@ -141,10 +185,11 @@ def parse_datagram(
         else:
             # No blank line: tolerated when the datagram is all headers.
             head, body = data.rstrip(b"\r\n"), b""
-    start, fields, answerable = _split_head(head.decode("utf-8", "surrogateescape"), limits)
+    start, headers, answerable = _split_head(head.decode("utf-8", "surrogateescape"), limits)
+    fields = headers.fields
     if len(data) > limits.max_message_bytes:
         raise _fault("Message too large", 513, answerable, tuple(fields), error_class=MessageTooLarge)
-    length_text = _content_length(fields)
+    length_text = _content_length(headers)
     if length_text is not None:
         # RFC 3261 section 18.3: bytes after the body are discarded; a body
         # shorter than Content-Length is an error (400 for a request).
@@ -153,7 +198,7 @@ def parse_datagram(
             raise _fault("Content-Length larger than the body received", 400, answerable, tuple(fields))
         if 0 <= length < len(body):
             body = body[:length]
-    return build_message(start, fields, body, answerable, uri_schemes)
+    return build_message(start, headers, body, answerable, uri_schemes)
 
 
 class StreamFramer:
@@ -186,7 +231,7 @@ class StreamFramer:
         self.pongs_expected = pongs_expected
         self._buffer = bytearray()
         self._scanned = 0
-        self._head: tuple[str, tuple[tuple[str, str], ...], bool] | None = None
+        self._head: tuple[str, Headers, bool] | None = None
         self._body_length = 0
         self._broken: RemoteProtocolError | None = None
 
@@ -229,10 +274,10 @@ class StreamFramer:
             return frame
         # A well-framed message: its own faults (RESPOND or DROP) leave the
         # stream usable.
-        start, fields, answerable, body = frame
-        return build_message(start, fields, body, answerable, self._uri_schemes)
+        start, headers, answerable, body = frame
+        return build_message(start, headers, body, answerable, self._uri_schemes)
 
-    def _next_frame(self) -> tuple[str, tuple[tuple[str, str], ...], bool, bytes] | KeepAlive | None:
+    def _next_frame(self) -> tuple[str, Headers, bool, bytes] | KeepAlive | None:
         buffer = self._buffer
         if self._head is None:
             while buffer[:1] == b"\r":
@@ -265,8 +310,14 @@ class StreamFramer:
                 raise MessageTooLarge("Header section too large", action=FaultAction.CLOSE)
             head = self._split(bytes(buffer[:end]))
             del buffer[: end + 4]
-            start, fields, answerable = head
-            length_text = _content_length(fields)
+            start, headers, answerable = head
+            fields = headers.fields
+            lengths = headers.get_all("content-length")
+            if len(set(lengths)) > 1:
+                # Two different lengths: no way to know where the next
+                # message starts (RFC 4475 section 3.3.9).
+                raise _fault("Conflicting Content-Length headers", 400, answerable, fields)
+            length_text = lengths[0] if lengths else None
             if length_text is None:
                 raise _fault("Missing Content-Length (required on streams)", 400, answerable, tuple(fields))
             if not (length_text.isdigit() and length_text.isascii()):
@@ -278,13 +329,13 @@ class StreamFramer:
             self._body_length = length
         if len(buffer) < self._body_length:
             return None
-        start, fields, answerable = self._head
+        start, headers, answerable = self._head
         body = bytes(buffer[: self._body_length])
         del buffer[: self._body_length]
         self._head = None
-        return start, fields, answerable, body
+        return start, headers, answerable, body
 
-    def _split(self, head: bytes) -> tuple[str, tuple[tuple[str, str], ...], bool]:
+    def _split(self, head: bytes) -> tuple[str, Headers, bool]:
         # A fault here leaves no Content-Length to find the next message by:
         # next_event turns it into CLOSE.
         return _split_head(head.decode("utf-8", "surrogateescape"), self._limits)

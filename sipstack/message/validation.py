@@ -9,8 +9,9 @@ short:
 
   - a request missing To, From, Call-ID, CSeq or Via, or with one of them
     malformed or repeated, gets 400 naming the header;
-  - a request whose top Via cannot be read is dropped, as there is nowhere to
-    send a response (RFC 3261 section 18.2.2);
+  - a request without any Via is dropped, as a response would match nothing;
+    one with a malformed Via gets 400 back at its source (RFC 4475 section
+    3.1.2.1);
   - a CSeq method that differs from the request method gets 400;
   - a version other than SIP/2.0 gets 505; a Request-URI scheme we do not
     serve gets 416; a malformed Request-URI, To, From or Contact gets 400;
@@ -38,7 +39,6 @@ from sipstack.message.address import Wildcard
 from sipstack.message.headers import Headers
 from sipstack.message.message import Message, Request, Response
 from sipstack.message.uri import parse_uri
-from sipstack.message.via import parse_via
 
 __all__ = ["DEFAULT_URI_SCHEMES", "build_message"]
 
@@ -57,7 +57,7 @@ _MISSING_MAX_FORWARDS = "no Max-Forwards (treated as 70)"
 
 def build_message(
     start: str,
-    fields: tuple[tuple[str, str], ...],
+    headers: Headers,
     body: bytes,
     answerable: bool,
     uri_schemes: frozenset[str] = DEFAULT_URI_SCHEMES,
@@ -69,7 +69,6 @@ def build_message(
     @raise RemoteProtocolError: the message is invalid; its action and status
         say what to do.
     """
-    headers = Headers(fields)
     if start[:4].upper().startswith("SIP/"):
         return _build_response(start, headers, body)
     return _build_request(start, headers, body, answerable, uri_schemes)
@@ -81,9 +80,7 @@ def _reject(error: RemoteProtocolError, headers: Headers, answerable: bool) -> R
     return type(error)(error.reason, error.status, action=FaultAction.RESPOND, request_fields=headers.fields)
 
 
-def _build_request(
-    start: str, headers: Headers, body: bytes, answerable: bool, uri_schemes: frozenset[str]
-) -> Request:
+def _build_request(start: str, headers: Headers, body: bytes, answerable: bool, uri_schemes: frozenset[str]) -> Request:
     match = _REQUEST_LINE.fullmatch(start)
     if match is None:
         raise _reject(RemoteProtocolError("Malformed Request-Line"), headers, answerable)
@@ -97,18 +94,12 @@ def _build_request(
     notes = () if "Max-Forwards" in headers else (_MISSING_MAX_FORWARDS,)
     request = Request(method=method, uri=uri, headers=headers, body=body, version=version, notes=notes)
     try:
-        # The top Via is where a response goes: without it, none can be sent.
-        vias = headers.get_all("Via")
-        if not vias:
+        # Without any Via a response would match nothing at the client.  A
+        # malformed Via is still answered (RFC 4475 section 3.1.2.1): the
+        # response copies the Vias as written and goes back to the source.
+        if "Via" not in headers:
             raise RemoteProtocolError("Missing Via header", action=FaultAction.DROP)
-        try:
-            request.vias  # noqa: B018  (parsed and cached for the reader)
-        except RemoteProtocolError:
-            try:
-                parse_via(vias[0])
-            except InvalidValue:
-                raise RemoteProtocolError("Bad top Via header", action=FaultAction.DROP) from None
-            raise
+        request.vias  # noqa: B018  (parsed and cached for the reader)
         _check_common(request)
         if request.cseq.method != method:
             raise RemoteProtocolError(f"CSeq method {request.cseq.method} does not match the request method")

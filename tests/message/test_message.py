@@ -18,7 +18,8 @@ REGISTER = (
     b"Call-ID: reg-1@ua.example.net\r\n"
     b"CSeq: 41 REGISTER\r\n"
     b"Timestamp: 54\r\n"
-    b'Contact: <sip:carol@192.0.2.7:5061;transport=tls>;expires=600;q=0.7;+sip.instance="<urn:uuid:00000000-0000-1000-8000-000a95a0e128>";reg-id=1\r\n'
+    b"Contact: <sip:carol@192.0.2.7:5061;transport=tls>;expires=600;q=0.7;"
+    b'+sip.instance="<urn:uuid:00000000-0000-1000-8000-000a95a0e128>";reg-id=1\r\n'
     b"Contact: <sip:carol@198.51.100.7>\r\n"
     b"Expires: 3600\r\n"
     b"Content-Length: 0\r\n"

@@ -25,9 +25,19 @@ def _check_fault(test: SynchronousTestCase, error: RemoteProtocolError) -> None:
     test.assertNotIn("\n", error.reason)
     response = build_error_response(error)
     if response is not None:
-        # The error response itself is well formed: it parses back.
-        reparsed = parse_datagram(serialize(response))
-        test.assertEqual(reparsed, response)
+        # The error response is written and copies the request's Vias; it
+        # parses back whenever the request had the headers a response needs.
+        assert error.request_fields is not None
+        data = serialize(response)
+        test.assertTrue(data.startswith(f"SIP/2.0 {error.status} ".encode()))
+        vias = [value for name, value in error.request_fields if name.lower() in ("via", "v")]
+        test.assertEqual(response.headers.get_all("Via"), vias)
+        try:
+            reparsed = parse_datagram(data)
+        except RemoteProtocolError as reparse_error:
+            test.assertIs(reparse_error.action, FaultAction.DROP)
+        else:
+            test.assertEqual(reparsed, response)
 
 
 def _parse_outcome(test: SynchronousTestCase, data: bytes) -> Message | None:

@@ -1,0 +1,331 @@
+# -*- test-case-name: tests.message.test_address -*-
+"""
+Addresses with a display name and parameters: From, To, Contact, Route,
+Record-Route, Path, Refer-To, P-Asserted-Identity...
+
+An address is written either as a C{name-addr}, C{["Display Name"] <uri>},
+or as a bare C{addr-spec}.  The difference matters: outside angle brackets,
+everything after the first C{;} belongs to the header, not to the URI
+(RFC 3261 section 20.10), so C{sip:a@b;tag=1} is the URI C{sip:a@b} with a
+tag.  L{NameAddress} always renders the C{name-addr} form, which is never
+ambiguous.
+
+From, To and Contact are read for every request a server receives, so the
+canonical forms are recognised by one compiled pattern each and only odd
+input (whitespace around C{;} and C{=}, quoted or IPv6 parameter values)
+goes through the general parser.
+
+Decisions on odd input:
+  - A token display name is kept with its words joined by single spaces;
+    no space is needed before C{<} (RFC 4475 section 3.1.1.6).
+  - Whitespace inside the angle brackets is refused (RFC 4475
+    section 3.1.2.14), as is a bare addr-spec with C{?} headers (section
+    3.1.2.13) or a quoted display name with no angle brackets.
+  - C{*} in a Contact must be alone (RFC 3261 section 10.2.2).
+
+@see: RFC 3261 sections 20.10, 20.20, 20.39 and 25.1; RFC 4475 section 3.1.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from sipstack.errors import InvalidValue
+from sipstack.message._grammar import LWS, SWS, TOKEN
+from sipstack.message.uri import URI, parse_uri
+from sipstack.message.values import (
+    _UNSET,
+    QUOTED,
+    SIMPLE_PARAMS,
+    Params,
+    _Unset,
+    excerpt,
+    get_param,
+    has_param,
+    parse_params,
+    parse_uint,
+    quote,
+    remove_param,
+    render_params,
+    replace_param,
+    split_header_values,
+    split_simple_params,
+    unquote,
+)
+
+__all__ = [
+    "NameAddress",
+    "Wildcard",
+    "WILDCARD",
+    "parse_name_address",
+    "parse_name_address_list",
+    "parse_contact_value",
+]
+
+# name-addr     =  [ display-name ] LAQUOT addr-spec RAQUOT
+# display-name  =  *(token LWS) / quoted-string
+# LAQUOT = SWS "<";  RAQUOT = ">" SWS
+# The canonical form first: one space at most before "<", simple parameters.
+_FAST_NAME_ADDR_RE: Final = re.compile(rf"(?:({QUOTED}) ?|({TOKEN}(?: {TOKEN})*) ?)?<([^<> \t]+)>({SIMPLE_PARAMS})")
+_NAME_ADDR_RE: Final = re.compile(
+    rf"{SWS}(?:({QUOTED}){SWS}|((?:{TOKEN}{LWS})*{TOKEN}){SWS})?<([^<>]*)>(.*)", re.DOTALL
+)
+# addr-spec outside angle brackets: the URI ends at the first ";" or space.
+_ADDR_SPEC_RE: Final = re.compile(rf"{SWS}([^ \t;<>\"]+)(.*)", re.DOTALL)
+_TOKENS_RE: Final = re.compile(rf"{TOKEN}(?: {TOKEN})*")
+# qvalue  =  ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )
+_QVALUE_RE: Final = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?")
+
+_new = object.__new__
+_set = object.__setattr__
+
+
+@dataclass(frozen=True, slots=True)
+class NameAddress:
+    """
+    An address with an optional display name and header parameters.
+
+    The constructor trusts its arguments; text from the network goes through
+    the parse functions, and L{with_param} checks what it adds.
+
+    @ivar uri: the address.
+    @ivar display_name: the display name as text (quotes removed, escapes
+        undone), C{""} for an empty quoted name, L{None} when absent.
+    @ivar params: the header parameters after the address (C{tag},
+        C{expires}, C{q}...), names and values as written; see
+        L{sipstack.message.values.parse_params}.
+    """
+
+    uri: URI
+    display_name: str | None = None
+    params: Params = ()
+
+    def __str__(self) -> str:
+        params = render_params(self.params) if self.params else ""
+        name = self.display_name
+        if name is None:
+            return f"<{self.uri}>{params}"
+        if _TOKENS_RE.fullmatch(name) is None:
+            name = quote(name)
+        return f"{name} <{self.uri}>{params}"
+
+    # Parameters
+
+    def param(self, name: str) -> str | None:
+        """
+        The value of a header parameter as written (a quoted value keeps its
+        quotes), or L{None} when it is absent or a flag; names compare
+        case-insensitively.
+        """
+        return get_param(self.params, name)
+
+    def has_param(self, name: str) -> bool:
+        """Whether the header parameter is present (with or without a value)."""
+        return has_param(self.params, name)
+
+    def with_param(self, name: str, value: str | None = None) -> NameAddress:
+        """
+        A copy with the header parameter set, replacing one of the same name
+        (case-insensitively) in place or appended; L{None} makes a flag.
+
+        @raise ValueError: the name is not a token, or the value is not a
+            token, host or quoted string.
+        """
+        return NameAddress(self.uri, self.display_name, replace_param(self.params, name, value))
+
+    def without_param(self, name: str) -> NameAddress:
+        """A copy without any header parameter of this name."""
+        return NameAddress(self.uri, self.display_name, remove_param(self.params, name))
+
+    def replace(
+        self,
+        *,
+        uri: URI | None = None,
+        display_name: str | _Unset | None = _UNSET,
+        params: Params | None = None,
+    ) -> NameAddress:
+        """A copy with the given fields changed (C{display_name=None} removes it)."""
+        return NameAddress(
+            self.uri if uri is None else uri,
+            self.display_name if isinstance(display_name, _Unset) else display_name,
+            self.params if params is None else params,
+        )
+
+    # Well-known parameters
+
+    @property
+    def tag(self) -> str | None:
+        """The dialog tag of a From or To (RFC 3261 section 19.3)."""
+        return get_param(self.params, "tag")
+
+    @property
+    def expires(self) -> int | None:
+        """
+        The C{expires} parameter of a Contact, in seconds (RFC 3261
+        section 20.10), or L{None} when absent.
+
+        @raise InvalidValue: the value is not a number up to 2**32 - 1; a
+            registrar may then apply its default (RFC 3261 section 10.3 step
+            7, RFC 4475 section 3.1.2.4).
+        """
+        if not has_param(self.params, "expires"):
+            return None
+        return parse_uint(get_param(self.params, "expires") or "", maximum=2**32 - 1, what="expires parameter")
+
+    @property
+    def q(self) -> float | None:
+        """
+        The preference of a Contact, 0 to 1 (RFC 3261 section 20.10), or
+        L{None} when absent.
+
+        @raise InvalidValue: the value is not a C{qvalue} (at most three
+            decimals, no more than 1).
+        """
+        if not has_param(self.params, "q"):
+            return None
+        value = get_param(self.params, "q") or ""
+        if _QVALUE_RE.fullmatch(value) is None:
+            raise InvalidValue(f"q parameter {excerpt(value)} is not a qvalue")
+        return float(value)
+
+    @property
+    def instance(self) -> str | None:
+        """
+        The C{+sip.instance} Contact parameter with its quotes removed, e.g.
+        C{"<urn:uuid:...>"} (RFC 5626 section 4.1), or L{None}.
+
+        @raise InvalidValue: the value is a malformed quoted string.
+        """
+        value = get_param(self.params, "+sip.instance")
+        if value is not None and value.startswith('"'):
+            return unquote(value)
+        return value
+
+    @property
+    def reg_id(self) -> int | None:
+        """
+        The C{reg-id} Contact parameter, 1 to 2**31 - 1 (RFC 5626
+        section 4.2), or L{None} when absent.
+
+        @raise InvalidValue: the value is not in that range.
+        """
+        if not has_param(self.params, "reg-id"):
+            return None
+        number = parse_uint(get_param(self.params, "reg-id") or "", maximum=2**31 - 1, what="reg-id parameter")
+        if number == 0:
+            raise InvalidValue("reg-id parameter must not be 0")
+        return number
+
+
+def _make(uri: URI, display_name: str | None, params: Params) -> NameAddress:
+    # Parsed values are valid by construction; skip the frozen __init__.
+    address: NameAddress = _new(NameAddress)
+    _set(address, "uri", uri)
+    _set(address, "display_name", display_name)
+    _set(address, "params", params)
+    return address
+
+
+def _angle_uri(text: str, inner: str) -> URI:
+    if inner.strip(" \t") != inner:
+        raise InvalidValue(f"whitespace inside <> in {excerpt(text)}")
+    return parse_uri(inner)
+
+
+def _display_name(quoted: str | None, tokens: str | None) -> str | None:
+    if quoted is not None:
+        return quoted[1:-1] if "\\" not in quoted else unquote(quoted)
+    if tokens is not None and ("\t" in tokens or "  " in tokens):
+        return " ".join(tokens.split())
+    return tokens
+
+
+def _parse_element(text: str) -> NameAddress:
+    """Parse one name-addr or addr-spec, with its parameters."""
+    fast = _FAST_NAME_ADDR_RE.fullmatch(text)
+    if fast is not None:
+        quoted, tokens, inner, params_text = fast.groups()
+        return _make(
+            parse_uri(inner),
+            _display_name(quoted, tokens),
+            split_simple_params(params_text) if params_text else (),
+        )
+    match = _NAME_ADDR_RE.fullmatch(text)
+    if match is not None:
+        quoted, tokens, inner, params_text = match.groups()
+        return _make(_angle_uri(text, inner), _display_name(quoted, tokens), parse_params(params_text))
+    if "<" in text or '"' in text:
+        raise InvalidValue(f"bad name-addr {excerpt(text)}")
+    match = _ADDR_SPEC_RE.fullmatch(text)
+    if match is None:
+        raise InvalidValue(f"no address in {excerpt(text)}")
+    uri_text, params_text = match.groups()
+    if "?" in uri_text:
+        raise InvalidValue(f"a URI with headers must be enclosed in <>: {excerpt(text)}")
+    return _make(parse_uri(uri_text), None, parse_params(params_text))
+
+
+def parse_name_address(text: str) -> NameAddress:
+    """
+    Parse a header that holds exactly one address: From, To, Refer-To,
+    P-Asserted-Identity...
+
+    @see: RFC 3261 sections 20.20 and 20.39.
+    @raise InvalidValue: the text is not one address with parameters (a
+        list of several is refused too).
+    """
+    if "," in text:
+        elements = split_header_values(text)
+        if len(elements) != 1:
+            raise InvalidValue(f"expected one address, not {len(elements)}: {excerpt(text)}")
+        text = elements[0]
+    return _parse_element(text)
+
+
+def parse_name_address_list(text: str) -> list[NameAddress]:
+    """
+    Parse a header field that holds a comma-separated list of addresses:
+    Contact, Route, Record-Route, Path...
+
+    @see: RFC 3261 sections 7.3.1, 20.10 and 20.34.
+    @raise InvalidValue: an element is malformed, or there is none.
+    """
+    elements = split_header_values(text)
+    if not elements:
+        raise InvalidValue("no address in an empty value")
+    return [_parse_element(element) for element in elements]
+
+
+class Wildcard(enum.Enum):
+    """
+    The type of L{WILDCARD}, the C{Contact: *} of a REGISTER that removes
+    every binding (RFC 3261 section 10.2.2).
+    """
+
+    WILDCARD = "*"
+
+    def __str__(self) -> str:
+        return "*"
+
+
+#: The Contact wildcard C{*}.
+WILDCARD: Final = Wildcard.WILDCARD
+
+
+def parse_contact_value(text: str) -> list[NameAddress] | Wildcard:
+    """
+    Parse one Contact header field: L{WILDCARD} or a list of addresses.
+
+    @see: RFC 3261 sections 10.2.2 and 20.10.
+    @raise InvalidValue: a malformed address, or C{*} alongside addresses.
+    """
+    if "*" in text:
+        stripped = text.strip(" \t")
+        if stripped == "*":
+            return WILDCARD
+        if "*" in split_header_values(text):
+            raise InvalidValue(f"'*' must be the only Contact: {excerpt(text)}")
+    return parse_name_address_list(text)
