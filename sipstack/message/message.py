@@ -387,11 +387,15 @@ def build_error_response(error: RemoteProtocolError) -> Response | None:
     """
     The response answering a request that failed to parse or validate, or
     L{None} when the error allows no response (a malformed response, an ACK,
-    or headers too broken to copy).
+    or a request with no Via to copy).
     """
     if error.request_fields is None:
         return None
-    return _response_from_headers(Headers(error.request_fields), error.status, error.reason, to_tag=None)
+    headers = Headers(error.request_fields)
+    if "Via" not in headers:
+        # A response without a Via is not SIP: nothing could match it.
+        return None
+    return _response_from_headers(headers, error.status, error.reason, to_tag=None)
 
 
 def build_response(

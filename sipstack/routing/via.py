@@ -129,7 +129,8 @@ def response_target(via: Via) -> ResponseTarget:
     connection is gone or the transport is unreliable (RFC 3261 section
     18.2.2, RFC 3581 section 4).
 
-    A C{received} address with an C{rport} value wins; then C{maddr}; then
+    Over UDP, a C{received} address with an C{rport} value wins (RFC 3581
+    applies C{rport} to unreliable transports only); then C{maddr}; then
     C{received} with the sent-by port; then sent-by itself.
     """
     transport = _transport_of(via)
@@ -137,7 +138,7 @@ def response_target(via: Via) -> ResponseTarget:
     received = via.received
     if received is not None:
         received = received[1:-1] if received.startswith("[") else received
-    if received is not None and via.rport is not None:
+    if received is not None and via.rport is not None and not transport.reliable:
         return ResponseTarget(received, via.rport, transport)
     if via.maddr is not None and not transport.reliable:
         return ResponseTarget(via.maddr, port, transport, ttl=via.ttl if via.ttl is not None else 1)

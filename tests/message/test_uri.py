@@ -617,7 +617,7 @@ class PropertyTests(SynchronousTestCase):
 
     @given(sip_uris())
     def test_address_of_record(self, uri: SIPURI) -> None:
-        """The address of record is a fixed point and equivalent to the URI stripped of parameters."""
+        """The address of record is a fixed point and has no parameters, headers or password."""
         aor = uri.address_of_record()
         self.assertEqual(aor.address_of_record(), aor)
         self.assertEqual((aor.parameters, aor.headers, aor.password), ((), (), None))

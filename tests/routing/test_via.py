@@ -87,6 +87,11 @@ class ResponseTargetTests(SynchronousTestCase):
         target = response_target(_via("SIP/2.0/UDP pc.example.org:5062;received=192.0.2.9;rport=40000;maddr=x"))
         self.assertEqual(target, ResponseTarget("192.0.2.9", 40000, TransportKind.UDP))
 
+    def test_rport_ignored_on_streams(self) -> None:
+        """Over TCP and TLS, rport is not used: received with the sent-by port is (RFC 3581 section 4)."""
+        target = response_target(_via("SIP/2.0/TCP pc.example.org:5062;received=192.0.2.9;rport=40000"))
+        self.assertEqual(target, ResponseTarget("192.0.2.9", 5062, TransportKind.TCP))
+
     def test_maddr(self) -> None:
         """maddr on an unreliable transport sends to it with the TTL (default 1)."""
         target = response_target(_via("SIP/2.0/UDP pc.example.org;maddr=239.255.255.1;ttl=16"))
