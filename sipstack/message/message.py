@@ -30,7 +30,7 @@ from sipstack.message.address import (
 )
 from sipstack.message.headers import Headers
 from sipstack.message.uri import URI
-from sipstack.message.values import CSeq, parse_cseq, parse_uint
+from sipstack.message.values import CSeq, parse_cseq, parse_uint, split_header_values
 from sipstack.message.via import Via, parse_via
 
 __all__ = ["Request", "Response", "Message", "build_response", "build_error_response", "REASON_PHRASES", "new_tag"]
@@ -180,12 +180,56 @@ class _TypedHeaders:
         """
         The topmost Via: the one that names the previous hop.
 
-        @raise RemoteProtocolError: there is no Via.
+        Only this one is parsed when the others are not asked for: a proxy
+        forwards the rest of a response's Vias as they are (RFC 3261 section
+        16.7 step 3), so it need not read them.
+
+        @raise RemoteProtocolError: there is no Via, or it is malformed.
         """
-        vias = self.vias
-        if not vias:
-            raise RemoteProtocolError("Missing Via header")
-        return vias[0]
+        cache = self._cache
+        vias = cache.get("Via")
+        if vias is not None:
+            if not vias:
+                raise RemoteProtocolError("Missing Via header")
+            return vias[0]  # type: ignore[no-any-return]  # the cache holds what vias stored
+        top = cache.get("top Via")
+        if top is None:
+            field = self.headers.get("via")
+            if field is None:
+                raise RemoteProtocolError("Missing Via header")
+            try:
+                if "," in field:
+                    elements = split_header_values(field)
+                    field = elements[0] if elements else ""
+                top = parse_via(field)[0]
+            except InvalidValue as error:
+                raise RemoteProtocolError(f"Bad Via header: {error}") from None
+            cache["top Via"] = top
+        return top  # type: ignore[no-any-return]  # the cache holds what was stored above
+
+    def _prefetch(self, names: tuple[tuple[str, str, Callable[[str], object]], ...]) -> None:
+        """
+        Parse the single-valued headers C{names} (key, name, parser) into the
+        cache in one pass: what the parser's validation does for every
+        message, so it is worth a loop without the accessors' overhead.
+
+        @raise RemoteProtocolError: one of them is repeated or malformed.
+        """
+        headers = self.headers
+        index = headers._lookup()
+        fields = headers._fields
+        cache = self._cache
+        for key, name, parse in names:
+            positions = index.get(key)
+            if positions is None:
+                cache[name] = None
+            elif len(positions) > 1:
+                raise RemoteProtocolError(f"More than one {name} header")
+            else:
+                try:
+                    cache[name] = parse(fields[positions[0]][1])
+                except InvalidValue as error:
+                    raise RemoteProtocolError(f"Bad {name} header: {error}") from None
 
     @property
     def from_(self) -> NameAddress:
@@ -282,6 +326,20 @@ def _parse_expires(text: str) -> int:
     return parse_uint(text, maximum=2**32 - 1, what="Expires")
 
 
+#: The single-valued headers the parser checks in every message: (lookup
+#: key, name, parser).
+CORE_HEADERS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
+    ("from", "From", parse_name_address),
+    ("to", "To", parse_name_address),
+    ("call-id", "Call-ID", _parse_call_id),
+    ("cseq", "CSeq", parse_cseq),
+    ("content-length", "Content-Length", _parse_length),
+)
+
+#: The same, plus Max-Forwards, for requests.
+CORE_REQUEST_HEADERS = (*CORE_HEADERS, ("max-forwards", "Max-Forwards", _parse_max_forwards))
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Request(_TypedHeaders):
     """
@@ -320,13 +378,16 @@ class Request(_TypedHeaders):
         receives and the transport and sent-by on every one it sends, so this
         keeps the values already parsed instead of parsing them again.
         """
-        vias = self.vias
         headers = self.headers
-        if vias:
+        if "via" in headers:
             headers = headers.without_first_value("Via")
         copy = self.replace(headers=headers.with_added("Via", str(via), first=True))
-        copy._cache.update(self._cache)
-        copy._cache["Via"] = [via, *vias[1:]]
+        cache = copy._cache
+        cache.update(self._cache)
+        cache["top Via"] = via
+        vias = cache.pop("Via", None)
+        if vias:
+            cache["Via"] = [via, *vias[1:]]
         return copy
 
 

@@ -34,8 +34,7 @@ def serialize(message: Message, *, compact: bool = False) -> bytes:
     if length is not None and (not length.isdigit() or int(length) != len(message.body)):
         raise LocalProtocolError(f"Content-Length {length!r} does not match a body of {len(message.body)} bytes")
     if compact:
-        lines = [start, *(f"{compact_name(name)}: {value}" for name, value in headers)]
+        lines = [start, *(f"{compact_name(name)}: {value}" for name, value in headers), "\r\n"]
     else:
-        lines = [start, *(f"{name}: {value}" for name, value in headers)]
-    lines.append("\r\n")
+        lines = [start, *map(": ".join, headers.fields), "\r\n"]
     return "\r\n".join(lines).encode("utf-8", "surrogateescape") + message.body

@@ -37,7 +37,8 @@ from sipstack.errors import (
 )
 from sipstack.message.address import Wildcard
 from sipstack.message.headers import Headers
-from sipstack.message.message import Message, Request, Response
+from sipstack.message.message import CORE_HEADERS, CORE_REQUEST_HEADERS, Message, Request, Response
+from sipstack.message.values import CSeq
 from sipstack.message.uri import parse_uri
 
 __all__ = ["DEFAULT_URI_SCHEMES", "build_message"]
@@ -99,16 +100,16 @@ def _build_request(start: str, headers: Headers, body: bytes, answerable: bool, 
         # response copies the Vias as written and goes back to the source.
         if "Via" not in headers:
             raise RemoteProtocolError("Missing Via header", action=FaultAction.DROP)
-        request.vias  # noqa: B018  (parsed and cached for the reader)
-        _check_common(request)
-        if request.cseq.method != method:
-            raise RemoteProtocolError(f"CSeq method {request.cseq.method} does not match the request method")
+        request.top_via  # noqa: B018  (parsed and cached for the reader)
+        request._prefetch(CORE_REQUEST_HEADERS)
+        cseq = _check_required(request)
+        if cseq.method != method:
+            raise RemoteProtocolError(f"CSeq method {cseq.method} does not match the request method")
         if uri.scheme not in uri_schemes:
             raise UnsupportedURIScheme(f"URI scheme {uri.scheme} not supported")
         contacts = request.contacts
         if isinstance(contacts, Wildcard) and method != "REGISTER":
             raise RemoteProtocolError("Contact '*' is allowed only in REGISTER")
-        request.max_forwards  # noqa: B018
     except RemoteProtocolError as error:
         if error.action is FaultAction.DROP:
             raise RemoteProtocolError(error.reason, error.status, action=FaultAction.DROP) from None
@@ -116,13 +117,16 @@ def _build_request(start: str, headers: Headers, body: bytes, answerable: bool, 
     return request
 
 
-def _check_common(message: Message) -> None:
-    """The header checks requests and responses share; each value is cached."""
-    message.from_  # noqa: B018
-    message.to  # noqa: B018
-    message.call_id  # noqa: B018
-    message.cseq  # noqa: B018
-    message.content_length  # noqa: B018
+def _check_required(message: Message) -> CSeq:
+    """Check that the headers every message needs are there (already parsed)."""
+    cache = message._cache
+    for name in ("From", "To", "Call-ID"):
+        if cache[name] is None:
+            raise RemoteProtocolError(f"Missing {name} header")
+    cseq: CSeq | None = cache["CSeq"]
+    if cseq is None:
+        raise RemoteProtocolError("Missing CSeq header")
+    return cseq
 
 
 def _build_response(start: str, headers: Headers, body: bytes) -> Response:
@@ -135,7 +139,8 @@ def _build_response(start: str, headers: Headers, body: bytes) -> Response:
     response = Response(status=int(status), reason=reason or "", headers=headers, body=body, version=version)
     try:
         response.top_via  # noqa: B018
-        _check_common(response)
+        response._prefetch(CORE_HEADERS)
+        _check_required(response)
     except RemoteProtocolError as error:
         raise RemoteProtocolError(error.reason, error.status, action=FaultAction.DROP) from None
     return response

@@ -226,10 +226,16 @@ class DatagramFaultTests(SynchronousTestCase):
         data = _replace(INVITE, b"Via: SIP/2.0/UDP pc7", b"Via: garbage pc7")
         self.assertFault(data, 400, "Via")
 
-    def test_bad_second_via_answered(self) -> None:
-        """A bad Via below a good top Via is answered with 400."""
+    def test_bad_second_via_read_lazily(self) -> None:
+        """
+        A bad Via below a good top Via does not stop the parse (the top Via is
+        what routes the response); reading every Via names the fault.
+        """
         data = _replace(INVITE, b"Via: SIP/2.0/TCP edge", b"Via: SIP/2.0/TCP edge.example.org:99999999 x")
-        self.assertFault(data, 400, "Via")
+        request = _parse(data)
+        self.assertEqual(request.top_via.branch, "z9hG4bKa7e1")
+        error = self.assertRaises(RemoteProtocolError, lambda: request.vias)
+        self.assertEqual((error.status, error.reason[:14]), (400, "Bad Via header"))
 
     def test_duplicate_single_headers(self) -> None:
         """Two CSeq (or From, Call-ID...) headers get 400 (RFC 4475 section 3.1.2.19)."""
