@@ -205,7 +205,7 @@ class _TypedHeaders:
             except InvalidValue as error:
                 raise RemoteProtocolError(f"Bad Via header: {error}") from None
             cache["top Via"] = top
-        return top  # type: ignore[no-any-return]  # the cache holds what was stored above
+        return top
 
     def _prefetch(self, names: tuple[tuple[str, str, Callable[[str], object]], ...]) -> None:
         """

@@ -38,8 +38,8 @@ from sipstack.errors import (
 from sipstack.message.address import Wildcard
 from sipstack.message.headers import Headers
 from sipstack.message.message import CORE_HEADERS, CORE_REQUEST_HEADERS, Message, Request, Response
-from sipstack.message.values import CSeq
 from sipstack.message.uri import parse_uri
+from sipstack.message.values import CSeq
 
 __all__ = ["DEFAULT_URI_SCHEMES", "build_message"]
 
