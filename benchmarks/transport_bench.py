@@ -20,14 +20,14 @@ For each transport it:
      C{/proc}, as C{benchlib.py} measures it: percent of one core).
 
 Then, unless C{--profile none}, it profiles the responder at a moderate rate
-(C{--profile-rate}, UDP) with py-spy (sampling, non-blocking, so it does not
-slow the responder down) or cProfile, and prints the functions with the most
-own time.  Traffic goes to 127.0.0.1 only, as C{bench.sh} enforces.
+(C{--profile-rate}, UDP) with py-spy (sampling, with C{--gil}) or cProfile,
+and prints the functions with the most own time.  Traffic goes to 127.0.0.1 only, as C{bench.sh} enforces.
 
 Run::
 
     .venv/bin/python benchmarks/transport_bench.py                 # defaults: 5 s steps, cap 20000/s
     .venv/bin/python benchmarks/transport_bench.py --transports udp --max-rate 8000 --profile none
+    .venv/bin/python benchmarks/transport_bench.py --transports none --profile-rate 2500   # profile only
     .venv/bin/python benchmarks/transport_bench.py --json /tmp/transport-bench.json
 
 Needs SIPp (Debian C{sip-tester}) and the harness in C{/work/shared/bench}
@@ -39,19 +39,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pstats
 import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
+
+if __name__ == "__main__" and not __package__:
+    # Run as a script, sys.path starts with benchmarks/: put the checkout first
+    # so that the benchmarks package (and this working tree's sipstack) is found.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.profiles import Profile, from_collapsed, from_pstats, own_time_table
 
 HERE = Path(__file__).resolve().parent
 RESPONDER = HERE / "options_responder.py"
@@ -126,25 +131,6 @@ class TransportReport:
         return clean[-1] if clean else None
 
 
-@dataclass
-class Profile:
-    """
-    Where the responder's time went during one load run.
-
-    @ivar own: (function, own time) pairs, most first.
-    @ivar inclusive: each function's time including its callees.
-    @ivar busy: total own time (py-spy: busy samples; cProfile: microseconds).
-    @ivar idle: time spent waiting in the reactor's poll, same unit, left out of the others.
-    @ivar run: the load run profiled.
-    """
-
-    own: list[tuple[str, int]]
-    inclusive: Mapping[str, int]
-    busy: int
-    idle: int
-    run: Confirmed
-
-
 class Responder:
     """
     The responder process: started, watched for its READY line, stopped with SIGTERM.
@@ -181,8 +167,18 @@ class Responder:
         if self.cprofile is not None:
             command += ["--cprofile", str(self.cprofile)]
         self._stderr = self.log_file.open("a")
+        # Its own session, as a daemon would have: with the kernel's
+        # autogroup scheduling (on by default) each session shares the CPUs
+        # fairly, so on a busy machine the responder gets a core-sized share
+        # of its own instead of splitting one with whatever else runs in
+        # ours.  (nice does not help: it only orders tasks within a session.)
         self._process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=self._stderr, stdin=subprocess.DEVNULL, text=True
+            command,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
         )
         stdout = self._process.stdout
         assert stdout is not None
@@ -227,7 +223,8 @@ class Harness:
     The shared scripts, run with bounded time and their output kept.
 
     Each script is started in its own session so that on a timeout the
-    script and the SIPp it started (and only those) can be stopped together.
+    script and the SIPp it started (and only those) can be stopped together;
+    that also gives SIPp its own autogroup share of the CPUs.
     """
 
     def __init__(self, bench_dir: Path, outdir: Path, env: Mapping[str, str]) -> None:
@@ -328,20 +325,26 @@ def confirm(harness: Harness, responder: Responder, report: TransportReport, opt
 # Profiling
 
 
-def profile_with_py_spy(harness: Harness, responder: Responder, options: argparse.Namespace) -> Profile:
+def profile_with_py_spy(
+    harness: Harness, responder: Responder, options: argparse.Namespace
+) -> tuple[Profile, Confirmed]:
     """
     Sample the running responder while C{bench.sh} loads it over UDP.
 
-    py-spy reads the process's memory from outside and, with
-    C{--nonblocking}, never pauses it, so the profile shows the cost
-    structure at that load rather than the profiler's.
+    py-spy samples from outside, so the responder runs its real code at
+    nearly its real speed.  It samples only while the thread holds the GIL
+    (C{--gil}): without that, py-spy counts the time the thread spends off
+    CPU inside C{sendto} (after waking SIPp on a busy 2-core box, the
+    scheduler runs SIPp first) as busy, and C{Port.write} then shows 30-55%
+    of the samples while perf shows 83% of the responder's CPU in the
+    interpreter and 12% in the kernel.
     """
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     out = harness.outdir / "py-spy.raw"
     seconds = int(options.profile_seconds)
     sampler = subprocess.Popen(
-        [py_spy, "record", "--pid", str(responder.pid), "--format", "raw", "--function", "--nonblocking",
-         "--rate", "200", "--duration", str(seconds), "--output", str(out)],
+        [py_spy, "record", "--pid", str(responder.pid), "--format", "raw", "--function", "--gil",
+         "--rate", "500", "--duration", str(seconds), "--output", str(out)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     run = bench_once(harness, responder, "udp", options.profile_rate, seconds)
@@ -352,57 +355,20 @@ def profile_with_py_spy(harness: Harness, responder: Responder, options: argpars
         _, error = sampler.communicate()
     if sampler.returncode != 0 or not out.exists():
         raise RuntimeError(f"py-spy failed ({sampler.returncode}): {error.strip()[-500:]}")
-    own, inclusive, busy, idle = collapsed_own_time(out.read_text().splitlines())
-    log(f"py-spy: {busy} busy samples, {idle} waiting in the reactor's poll")
-    return Profile(own.most_common(), inclusive, busy, idle, run)
+    profile = from_collapsed(out.read_text().splitlines())
+    log(f"py-spy: {profile.busy} busy samples, {profile.idle} waiting in the reactor's poll")
+    return profile, run
 
 
-# The reactor's wait for I/O: py-spy's idle detection does not always see
-# it (in particular with --nonblocking), so it is told apart by name.
-# cProfile names the C call itself.
-IDLE_FRAMES = (
-    "EPollReactor.doPoll ",
-    "PollReactor.doPoll ",
-    "SelectReactor.doSelect ",
-    "<method 'poll' of 'select.epoll' objects>",
-    "<method 'poll' of 'select.poll' objects>",
-    "<built-in method select.select>",
-)
-
-
-def collapsed_own_time(lines: Sequence[str]) -> tuple[Counter[str], Counter[str], int, int]:
-    """
-    Samples per leaf frame (own time) from collapsed stacks (C{a;b;c COUNT}).
-
-    @return: the busy samples per leaf frame, per frame anywhere on the
-        stack (inclusive time), their total, and the samples spent waiting in
-        the reactor's poll (left out of the others, so that shares are of the
-        time the responder was working).
-    """
-    own: Counter[str] = Counter()
-    inclusive: Counter[str] = Counter()
-    busy = idle = 0
-    for line in lines:
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        leaf = stack.rsplit(";", 1)[-1]
-        if leaf.startswith(IDLE_FRAMES):
-            idle += int(count)
-            continue
-        own[leaf] += int(count)
-        for frame in set(stack.split(";")):
-            inclusive[frame] += int(count)
-        busy += int(count)
-    return own, inclusive, busy, idle
-
-
-def profile_with_cprofile(harness: Harness, options: argparse.Namespace, log_file: Path) -> Profile:
+def profile_with_cprofile(harness: Harness, options: argparse.Namespace, log_file: Path) -> tuple[Profile, Confirmed]:
     """
     Run a responder under cProfile through one UDP load run, and rank by own time.
 
     cProfile instruments every call, so the responder is several times
-    slower under it; the ranking is still useful, the rate is not.
+    slower under it; the ranking is still useful, the rate is not.  It times
+    wall clock, so C{sendto} also carries the time the responder waits for
+    the CPU after waking SIPp (30% of "busy" at 300/s on a loaded 2-core
+    box): prefer py-spy with C{--gil}.
     """
     stats_file = harness.outdir / "responder.prof"
     responder = Responder(options.port, log_file, cprofile=stats_file)
@@ -411,22 +377,7 @@ def profile_with_cprofile(harness: Harness, options: argparse.Namespace, log_fil
         run = bench_once(harness, responder, "udp", options.profile_rate, options.profile_seconds)
     finally:
         responder.stop()
-    stats = pstats.Stats(str(stats_file))
-    table: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]  # undocumented but stable
-    own_us: list[tuple[str, int]] = []
-    inclusive_us: dict[str, int] = {}
-    idle_us = 0
-    for (file, line, name), (_, _, own_time, cumulative, _) in table.items():
-        label = f"{name} ({Path(file).name}:{line})"
-        if label.startswith(IDLE_FRAMES):
-            idle_us += int(own_time * 1_000_000)
-            continue
-        own_us.append((label, int(own_time * 1_000_000)))
-        inclusive_us[label] = int(cumulative * 1_000_000)
-    own_us.sort(key=lambda item: item[1], reverse=True)
-    # Inclusive times of the reactor loop include the idle wait: take it out.
-    inclusive_us = {label: max(us - idle_us, 0) if us >= idle_us else us for label, us in inclusive_us.items()}
-    return Profile(own_us, inclusive_us, sum(us for _, us in own_us), idle_us, run)
+    return from_pstats(stats_file), run
 
 
 # Reporting
@@ -468,21 +419,6 @@ def summary_table(reports: Sequence[TransportReport]) -> str:
     return "\n".join(rows)
 
 
-def profile_table(profile: Profile, unit: str, top: int) -> str:
-    """The top functions by own time, with their inclusive time, as a Markdown table."""
-    rows = [
-        f"| # | function (file:line) | own {unit} | own % of busy | inclusive % of busy |",
-        "|---|---|---|---|---|",
-    ]
-    total = max(profile.busy, 1)
-    for index, (frame, value) in enumerate(profile.own[:top], 1):
-        inclusive = profile.inclusive.get(frame, value)
-        rows.append(
-            f"| {index} | `{frame}` | {value} | {100.0 * value / total:.1f}% | {100.0 * inclusive / total:.1f}% |"
-        )
-    return "\n".join(rows)
-
-
 @contextmanager
 def running(responder: Responder) -> Iterator[Responder]:
     """The responder, stopped with SIGTERM whatever happens."""
@@ -497,7 +433,7 @@ def running(responder: Responder) -> Iterator[Responder]:
 def _options(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").strip().split("\n\n")[0])
     parser.add_argument("--port", type=int, default=5090, help="responder port on 127.0.0.1 (default 5090)")
-    parser.add_argument("--transports", default="udp,tcp", help="comma-separated, of udp,tcp (default both)")
+    parser.add_argument("--transports", default="udp,tcp", help="udp, tcp, both (default) or none")
     parser.add_argument("--start", type=int, default=500, help="first offered rate, OPTIONS/s (default 500)")
     parser.add_argument("--max-rate", type=int, default=20_000, help="rate cap, OPTIONS/s (default 20000)")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per find-max step (default 5)")
@@ -507,16 +443,16 @@ def _options(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--confirm-duration", type=float, default=10.0, help="seconds of the confirmation run")
     parser.add_argument("--confirm-tries", type=int, default=3, help="confirmation runs, 10%% lower each (default 3)")
     parser.add_argument("--profile", choices=["py-spy", "cprofile", "none"], default="py-spy")
-    parser.add_argument("--profile-rate", type=int, default=1000, help="UDP OPTIONS/s while profiling (default 1000)")
-    parser.add_argument("--profile-seconds", type=float, default=10.0, help="seconds profiled (default 10)")
+    parser.add_argument("--profile-rate", type=int, default=2500, help="UDP OPTIONS/s while profiling (default 2500)")
+    parser.add_argument("--profile-seconds", type=float, default=15.0, help="seconds profiled (default 15)")
     parser.add_argument("--top", type=int, default=10, help="functions listed from the profile (default 10)")
     parser.add_argument("--bench-dir", type=Path, default=DEFAULT_BENCH_DIR, help="the shared SIPp harness")
     parser.add_argument("--outdir", type=Path, default=Path("/tmp/sipstack-transport-bench"), help="run artefacts")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     options = parser.parse_args(argv)
-    options.transports = [t.strip() for t in options.transports.split(",") if t.strip()]
-    if not options.transports or any(t not in TRANSPORTS for t in options.transports):
-        parser.error("--transports takes udp and/or tcp")
+    options.transports = [t.strip() for t in options.transports.split(",") if t.strip() not in ("", "none")]
+    if any(t not in TRANSPORTS for t in options.transports):
+        parser.error("--transports takes udp and/or tcp, or none")
     if not 0 < options.port < 65536:
         parser.error("--port must be in 1..65535")
     if not 0 < options.start <= options.max_rate or options.duration <= 0 or options.confirm_duration <= 0:
@@ -535,7 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     harness = Harness(options.bench_dir, options.outdir, {})
     log_file = options.outdir / "responder.log"
     reports: list[TransportReport] = []
-    profile: Profile | None = None
+    profile: tuple[Profile, Confirmed] | None = None
     profile_error = ""
     with running(Responder(options.port, log_file)) as responder:
         for transport in options.transports:
@@ -563,14 +499,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         steps = ", ".join(f"{s.get('rate')}:{s.get('verdict')}" for s in report.steps)
         print(f"{report.transport} find-max steps (rate:verdict): {steps}")
     if profile is not None:
-        run = profile.run
-        unit = "samples" if options.profile == "py-spy" else "us"
+        found, run = profile
         print(
             f"\n## Top {options.top} by own time ({options.profile}, UDP at {run.rate}/s offered, "
             f"{run.result.get('achieved_cps', '?')}/s achieved, responder CPU {run.result.get('target_cpu_pct', '?')}%;"
-            f" {profile.busy} busy {unit}, {profile.idle} idle {unit} in the reactor's poll left out)\n"
+            f" {found.busy} busy {found.unit}, {found.idle} idle {found.unit} in the reactor's poll left out)\n"
         )
-        print(profile_table(profile, unit, options.top))
+        print(own_time_table(found, options.top))
     elif profile_error:
         print(f"\nprofile failed: {profile_error}")
     if options.json is not None:
@@ -578,10 +513,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "reports": [asdict(r) | {"sustained": asdict(r.sustained) if r.sustained else None} for r in reports],
             "profile": None
             if profile is None
-            else {"own": profile.own[: options.top * 3], "busy": profile.busy, "idle": profile.idle},
+            else {"own": profile[0].own[: options.top * 3], "busy": profile[0].busy, "idle": profile[0].idle},
         }
         options.json.write_text(json.dumps(data, indent=1))
-    return 0 if reports and all(r.sustained is not None for r in reports) else 1
+    return 0 if all(r.sustained is not None for r in reports) else 1
 
 
 if __name__ == "__main__":
