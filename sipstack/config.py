@@ -49,6 +49,9 @@ class Limits:
         establish.
     @ivar max_output_buffer_bytes: bytes queued for a slow reader before the
         connection is dropped.
+    @ivar udp_receive_buffer_bytes: the kernel receive buffer asked for on UDP
+        sockets, so that a burst is queued rather than dropped while the
+        reactor is busy (the kernel may cap it at C{net.core.rmem_max}).
     """
 
     max_message_bytes: int = 65_535
@@ -62,6 +65,7 @@ class Limits:
     handshake_timeout: float = 5.0
     connect_timeout: float = 10.0
     max_output_buffer_bytes: int = 1_048_576
+    udp_receive_buffer_bytes: int = 4_194_304
 
     def __post_init__(self) -> None:
         _require_positive(
@@ -77,6 +81,7 @@ class Limits:
             handshake_timeout=self.handshake_timeout,
             connect_timeout=self.connect_timeout,
             max_output_buffer_bytes=self.max_output_buffer_bytes,
+            udp_receive_buffer_bytes=self.udp_receive_buffer_bytes,
         )
 
 

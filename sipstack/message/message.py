@@ -482,6 +482,13 @@ def build_response(
     response = _response_from_headers(request.headers, status, reason, to_tag=to_tag, extra=headers)
     if body:
         response = response.with_body(body)
+    # The copied headers are the request's, byte for byte: reuse what was
+    # already parsed of them rather than parse them again.
+    cache, parsed = response._cache, request._cache
+    for name in ("top Via", "Via", "From", "Call-ID", "CSeq"):
+        value = parsed.get(name)
+        if value is not None:
+            cache[name] = value
     return response
 
 

@@ -16,6 +16,7 @@ The Via rules of the transport layer, as pure functions.
 from __future__ import annotations
 
 import ipaddress
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -54,12 +55,22 @@ def default_port(transport: TransportKind) -> int:
     return 5061 if transport.encrypted else 5060
 
 
+_DOTTED_QUAD = re.compile(
+    r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}"
+)
+
+
 def host_literal(host: str) -> str | None:
     """
     The IP address in C{host} (brackets removed, IPv6 compressed), or L{None}
     when C{host} is a name.
     """
+    if _DOTTED_QUAD.fullmatch(host):
+        # The common case, already in canonical form: no ipaddress object.
+        return host
     text = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not text or not (text[0].isdigit() or ":" in text):
+        return None
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:
@@ -86,7 +97,7 @@ def stamp_received(request: Request, source: Peer) -> Request:
     source_host = source.host
     if via.has_rport and via.rport is None:
         stamped = stamped.with_param("received", source_host).with_param("rport", str(source.port))
-    elif host_literal(via.host) != source.host:
+    elif via.host != source.host and host_literal(via.host) != source.host:
         stamped = stamped.with_param("received", source_host)
     if stamped is via:
         return request

@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList, fail, succeed, succeed
 from twisted.internet.endpoints import (
     SSL4ServerEndpoint,
     TCP4ClientEndpoint,
@@ -51,7 +51,7 @@ from sipstack.hop import (
 from sipstack.message import Request, Response, serialize
 from sipstack.message.envelope import Received, Sent
 from sipstack.message.message import Message
-from sipstack.routing import outgoing_via, response_target, stamp_received, transport_for_size
+from sipstack.routing import ResponseTarget, outgoing_via, response_target, stamp_received, transport_for_size
 from sipstack.transport.datagram import SIPDatagramProtocol
 from sipstack.transport.descriptions import ListenerDescription, parse_listener
 from sipstack.transport.identity import matches_sip_domain, sip_identities
@@ -169,6 +169,7 @@ class TransportLayer:
                 description.port, protocol, interface=description.interface, maxPacketSize=_MAX_DATAGRAM
             )
             self._udp.append(protocol)
+            self._enlarge_receive_buffer(port)
         else:
             factory = SIPStreamFactory(self, self._clock, description.transport, outbound=False)
             port = await self._stream_endpoint(description).listen(factory)
@@ -181,6 +182,12 @@ class TransportLayer:
             "Listening for SIP over {transport} on {address}", transport=description.transport.value, address=bound
         )
         return bound
+
+    def _enlarge_receive_buffer(self, port: Any) -> None:
+        try:
+            port.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.limits.udp_receive_buffer_bytes)
+        except OSError as error:
+            self._log.warn("Could not enlarge the UDP receive buffer: {error}", error=str(error))
 
     def _stream_endpoint(self, description: ListenerDescription) -> Any:
         ipv6 = ":" in description.interface
@@ -459,28 +466,38 @@ class TransportLayer:
 
         @raise TransportFailed: (in the Deferred) it could not be sent.
         """
-        return _run(self._send_response(response, flow))
+        # The common cases (an open connection, a UDP answer to an address)
+        # need no waiting: answer them without a coroutine.
+        try:
+            stream = self.stream(flow)
+            if stream is not None:
+                return succeed(self._send_on_stream(response, stream))
+            target = response_target(response.top_via)
+            if target.resolved and flow.transport is TransportKind.UDP:
+                return succeed(self._send_datagram_response(response, flow, Peer(target.host, target.port)))
+        except Exception:
+            return fail()
+        return _run(self._send_response(response, flow, target))
 
-    async def _send_response(self, response: Response, flow: FlowKey) -> Sent:
-        stream = self.stream(flow)
-        if stream is not None:
-            return self._send_on_stream(response, stream)
-        target = response_target(response.top_via)
+    async def _send_response(self, response: Response, flow: FlowKey, target: ResponseTarget) -> Sent:
         host = target.host
         if not target.resolved:
             host = await self.reactor.resolve(host)
         peer = Peer(host, target.port)
         if flow.transport is TransportKind.UDP:
-            # From the socket the request arrived on (RFC 3581 section 4:
-            # symmetric NATs only let the answer through from there).
-            local = flow.local if any(protocol.local == flow.local for protocol in self._udp) else None
-            if local is None:
-                local = self._udp_socket(peer).local
-            assert local is not None
-            sent = Sent(response, FlowKey(TransportKind.UDP, peer, local), CLEARTEXT, serialize(response))
-            return self._write_datagram(sent)
+            return self._send_datagram_response(response, flow, peer)
         stream = await self.connect(Destination(flow.transport, peer))
         return self._send_on_stream(response, stream)
+
+    def _send_datagram_response(self, response: Response, flow: FlowKey, peer: Peer) -> Sent:
+        # From the socket the request arrived on (RFC 3581 section 4:
+        # symmetric NATs only let the answer through from there).
+        local = flow.local if any(protocol.local == flow.local for protocol in self._udp) else None
+        if local is None:
+            local = self._udp_socket(peer).local
+        assert local is not None
+        sent = Sent(response, FlowKey(TransportKind.UDP, peer, local), CLEARTEXT, serialize(response))
+        return self._write_datagram(sent)
 
     # Keep-alives and shutdown
 
