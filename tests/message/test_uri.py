@@ -6,6 +6,8 @@ torture tests, rejection of malformed input, and round-trip properties.
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 from collections.abc import Callable
 
 from hypothesis import given
@@ -13,7 +15,16 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipstack.errors import InvalidValue
-from sipstack.message.uri import SIPURI, URI, AbsoluteURI, parse_sip_uri, parse_uri
+from sipstack.message.uri import (
+    SIPURI,
+    URI,
+    AbsoluteURI,
+    _AbsoluteURISlots,
+    _parse_sip,
+    _SIPURISlots,
+    parse_sip_uri,
+    parse_uri,
+)
 from sipstack.testing._uri_strategies import absolute_uris, hosts, sip_uris, uris
 
 
@@ -631,3 +642,165 @@ class PropertyTests(SynchronousTestCase):
     def test_absolute(self, uri: AbsoluteURI) -> None:
         """Generated absolute URIs are never taken for SIP URIs."""
         self.assertIsInstance(parse_uri(str(uri)), AbsoluteURI)
+
+
+def _careful(text: str) -> SIPURI:
+    """Parse a C{sip:} or C{sips:} URI on the careful path alone, as L{parse_uri} does when its fast path fails."""
+    if text[:4].lower() == "sip:":
+        return _parse_sip(text, "sip", 4)
+    return _parse_sip(text, "sips", 5)
+
+
+def _outcome(parse: Callable[[str], URI], text: str) -> object:
+    """What C{parse} makes of C{text}: the URI with its exact type, or the message of the L{InvalidValue}."""
+    try:
+        uri = parse(text)
+    except InvalidValue as e:
+        return str(e)
+    return (type(uri), uri, hash(uri))
+
+
+class FastPathTests(_Helpers):
+    """
+    L{parse_uri} takes a fast path for the common SIP URIs and falls back to
+    the careful path for everything else; the two must agree on every input,
+    down to the error message, and the fast path must build true L{SIPURI}
+    and L{AbsoluteURI} values.
+    """
+
+    def assertSameAsCareful(self, *texts: str) -> None:
+        """Each of C{texts} parses, or fails with the same message, with and without the fast path."""
+        for text in texts:
+            self.assertEqual(_outcome(parse_uri, text), _outcome(_careful, text), text)
+
+    def test_slot_layout(self) -> None:
+        """The classes the fast path fills in have the slots of the classes it turns them into."""
+        self.assertEqual(sorted(_SIPURISlots.__slots__), sorted(f.name for f in dataclasses.fields(SIPURI)))
+        self.assertEqual(sorted(_SIPURISlots.__slots__), sorted(SIPURI.__slots__))
+        self.assertEqual(_SIPURISlots.__basicsize__, SIPURI.__basicsize__)
+        self.assertEqual(sorted(_AbsoluteURISlots.__slots__), sorted(f.name for f in dataclasses.fields(AbsoluteURI)))
+        self.assertEqual(sorted(_AbsoluteURISlots.__slots__), sorted(AbsoluteURI.__slots__))
+        self.assertEqual(_AbsoluteURISlots.__basicsize__, AbsoluteURI.__basicsize__)
+
+    def test_true_values(self) -> None:
+        """Fast-path values have the exact type, equality, hash and immutability of constructed ones."""
+        uri = parse_uri("sip:alice:pw@atlanta.example.com:5060;transport=tcp;lr?subject=x")
+        built = SIPURI(
+            "sip", "atlanta.example.com", "alice", "pw", 5060, (("transport", "tcp"), ("lr", None)), (("subject", "x"),)
+        )
+        self.assertIs(type(uri), SIPURI)
+        self.assertEqual(uri, built)
+        self.assertEqual(hash(uri), hash(built))
+        self.assertEqual(repr(uri), repr(built))
+        self.assertRaises(dataclasses.FrozenInstanceError, setattr, uri, "host", "x")
+        tel = parse_uri("tel:+1-201-555-0123")
+        self.assertIs(type(tel), AbsoluteURI)
+        self.assertEqual(
+            (tel, hash(tel)), (AbsoluteURI("tel", "+1-201-555-0123"), hash(AbsoluteURI("tel", "+1-201-555-0123")))
+        )
+        self.assertRaises(dataclasses.FrozenInstanceError, setattr, tel, "opaque", "x")
+
+    def test_common_uris(self) -> None:
+        """The URIs of everyday messages parse as on the careful path."""
+        self.assertSameAsCareful(
+            "sip:alice@atlanta.example.com;transport=tcp",
+            "sip:bob@biloxi.example.com",
+            "sip:alice@192.0.2.101:5060",
+            "sip:p1.atlanta.example.com;lr",
+            "sips:[2001:db8::1]:5061;lr",
+            "sip:+12125551212@gw.example.net;user=phone",
+            "sip:p1.example.com;transport=tcp;lr",
+            "sip:alice:secret@atlanta.example.com?subject=hi&priority=urgent",
+        )
+
+    def test_ports(self) -> None:
+        """Up to five digits and 65535, leading zeros allowed, as the careful path decides."""
+        self.assertEqual(_sip("sip:example.com:05060").port, 5060)
+        self.assertEqual(_sip("sip:example.com:00000").port, 0)
+        self.assertRejected("sip:example.com:000000", "sip:example.com:65536", "sip:example.com:70000")
+        self.assertSameAsCareful(
+            *(f"sip:a@example.com:{port};lr" for port in ("0", "9", "65535", "65536", "65540", "99999"))
+        )
+        self.assertSameAsCareful("sip:a@example.com:06553", "sip:a@example.com:000000", "sip:a@example.com:123456")
+
+    def test_numeric_hosts(self) -> None:
+        """Dotted quads with octets up to 255 (leading zeros allowed); other numeric hosts are rejected."""
+        for host in ("0.0.0.0", "255.255.255.255", "001.002.003.004", "199.249.250.9", "1.2.3.4.example.com", "1-2.3"):
+            self.assertEqual(_sip(f"sip:{host}:5060").host, host)
+        self.assertRejected("sip:256.0.0.1", "sip:1.260.0.1", "sip:1.2.3.300", "sip:1.2.3.4.", "sip:0001.2.3.4")
+        self.assertSameAsCareful("sip:a@256.0.0.1", "sip:a@1.2.3.4.5", "sip:1.2.3", "sip:a@0.0.0.0;lr", "sip:9")
+
+    def test_ipv6_references(self) -> None:
+        """Every spelling of an IPv6 reference is judged as the C{ipaddress} module judges it."""
+        valid = ["::", "::1", "1::", "1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7::", "::2:3:4:5:6:7:8", "1::8", "1:2:3::6:7:8"]
+        valid += ["1::3:4:5:6:7:8", "1:2:3:4:5:6::8", "::ffff:192.0.2.10", "ABCD:ef01::1", "0000:0:0:0:0:0:0:0001"]
+        invalid = ["1:2:3:4:5:6:7", "1:2:3:4:5:6:7:8:9", "1::2::3", ":1::2", "1::2:", "12345::1", "1:2:3:4:5:6:7:8::"]
+        invalid += ["::1:2:3:4:5:6:7:8", "1:2:3:4::5:6:7:8", ":", ":::", "1.2.3.4", "::1.2.3", "g::1"]
+        for address in valid:
+            self.assertEqual(_sip(f"sip:[{address}]:5061;lr").host, f"[{address}]")
+        self.assertRejected(*(f"sip:[{address}]" for address in invalid))
+        self.assertSameAsCareful(*(f"sips:a@[{address}]" for address in valid + invalid))
+
+    @given(st.text(alphabet="0123456789abcdefABCDEF:", max_size=42))
+    def test_ipv6_property(self, address: str) -> None:
+        """A hexadecimal reference is accepted exactly when the C{ipaddress} module accepts the address."""
+        try:
+            ipaddress.IPv6Address(address)
+        except ValueError:
+            self.assertRejected(f"sip:[{address}]")
+        else:
+            self.assertEqual(_sip(f"sip:[{address}]").host, f"[{address}]")
+        self.assertSameAsCareful(f"sip:[{address}]:5060")
+
+    def test_one_or_two_parameters(self) -> None:
+        """Duplicates and typed values are checked whether there are one, two or more parameters."""
+        self.assertEqual(_sip("sip:a.example;ttl").parameters, (("ttl", None),))
+        self.assertEqual(_sip("sip:a.example;TTL=5;lr").ttl, 5)
+        self.assertEqual(_sip("sip:a.example;lr;maddr=239.1.1.1").maddr, "239.1.1.1")
+        self.assertRejected("sip:a.example;lr;LR", "sip:a.example;ttl=300", "sip:a.example;lr;ttl=1000")
+        self.assertRejected("sip:a.example;maddr=a:b", "sip:a.example;lr;Maddr=[::1]:5", "sip:a.example;a;b;A")
+        self.assertSameAsCareful(
+            "sip:a.example;lr;LR",
+            "sip:a.example;Lr;lr=on",
+            "sip:a.example;ttl=300",
+            "sip:a.example;lr;ttl=0001",
+            "sip:a.example;maddr=a:b;lr",
+            "sip:a.example;lr;maddr=1.2.3",
+            "sip:a.example;a=1;b=2;c=3;B",
+            "sip:a.example;a=1;b=2;c=3",
+            "sip:a.example;ttl;maddr",
+            "sip:a.example;x=[::1];y=/+$&:",
+        )
+
+    def test_not_fast(self) -> None:
+        """Input the fast pattern leaves alone still parses, or fails, as on the careful path."""
+        self.assertSameAsCareful(
+            "SIP:alice@atlanta.com",
+            "Sips:alice@atlanta.com",
+            "sip:%61lice@atlanta.com;n%61me=v%61lue?subject=project%20x",
+            "sip:a%2@example.com",
+            "sip:a@example.com;x=%",
+            "sip:alice@example.com.",
+            "sip:-example.com",
+            "sip:a..b.example",
+            "sip:a.-b.example",
+            "sip:a-.example",
+            "sip:a@b.example-",
+            "sip:a@b.example..",
+            "sip:a@.example",
+            "sip:a@b@example.com",
+            "sip:a@example.com?to=a@b",
+            "sip:user@example.com ",
+            "sip:alice@exämple.com",
+        )
+
+    @given(uris())
+    def test_generated_uris(self, uri: URI) -> None:
+        """Generated URIs parse as on the careful path."""
+        if isinstance(uri, SIPURI):
+            self.assertSameAsCareful(str(uri))
+
+    @given(st.text(alphabet="sip:@;=?&%[]:.0123456789abcdefABCDEF#-_!~*'()/+$, lrtLR", max_size=40))
+    def test_arbitrary_sip_text(self, text: str) -> None:
+        """Text that starts like a SIP URI parses, or fails with the same message, as on the careful path."""
+        self.assertSameAsCareful("sip:" + text, "sips:" + text)
