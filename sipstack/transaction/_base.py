@@ -1,0 +1,132 @@
+# -*- test-case-name: tests.transaction.test_properties -*-
+"""
+What the four transaction state machines share: the current state and the
+states visited, the named timers, and the guards that keep a terminated
+transaction silent.
+
+Three rules hold for every machine and are enforced here rather than in
+each transition:
+
+  - Entering C{Terminated} cancels every timer, then calls the TU's
+    C{terminated} once; nothing is sent and no callback fires afterwards.
+  - A timer is never started once the transaction is terminated, so a TU or
+    transport that terminates it re-entrantly cannot leave a timer behind.
+  - Sending goes through L{_Machine._send}/L{_Machine._resend}, which do
+    nothing after termination.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sipstack.clock import Clock
+from sipstack.config import TimerValues
+from sipstack.message.message import Message, Request
+from sipstack.transaction._timers import TimerSet
+from sipstack.transaction.events import TransactionTransport
+from sipstack.transaction.states import TransactionState
+
+__all__: list[str] = []
+
+_TERMINATED = TransactionState.TERMINATED
+
+
+class _Machine:
+    """
+    The state, history, timers and transport of one transaction.
+
+    Subclasses implement L{_notify_terminated} to tell their TU.
+    """
+
+    def __init__(
+        self,
+        request: Request,
+        *,
+        clock: Clock,
+        timers: TimerValues,
+        reliable: bool,
+        transport: TransactionTransport,
+        initial: TransactionState,
+    ) -> None:
+        self._request = request
+        self._values = timers
+        self._reliable = reliable
+        self._transport = transport
+        self._timers = TimerSet(clock)
+        self._state = initial
+        self._history = [initial]
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._request.method} {self._state.value}>"
+
+    @property
+    def request(self) -> Request:
+        """The request that created the transaction."""
+        return self._request
+
+    @property
+    def state(self) -> TransactionState:
+        """The current state."""
+        return self._state
+
+    @property
+    def reliable(self) -> bool:
+        """Whether the transport is reliable (no retransmissions, zero linger timers)."""
+        return self._reliable
+
+    @property
+    def history(self) -> tuple[TransactionState, ...]:
+        """
+        Every state entered so far, in order, starting with the initial one.
+
+        The figures have no cycles, so this holds at most four states; it lets
+        an adapter log transitions and tests check them.
+        """
+        return tuple(self._history)
+
+    @property
+    def pending_timers(self) -> frozenset[str]:
+        """The RFC names (C{"A"}, C{"B"}...) of the timers now running."""
+        return self._timers.running
+
+    @property
+    def terminated(self) -> bool:
+        """Whether the transaction is in C{Terminated}."""
+        return self._state is _TERMINATED
+
+    def _enter(self, state: TransactionState) -> None:
+        self._state = state
+        self._history.append(state)
+
+    def _start_timer(self, name: str, delay: float, callback: Callable[[], None]) -> None:
+        if self._state is not _TERMINATED:
+            self._timers.start(name, delay, callback)
+
+    def _cancel_timers(self, *names: str) -> None:
+        for name in names:
+            self._timers.cancel(name)
+
+    def _send(self, message: Message) -> None:
+        if self._state is not _TERMINATED:
+            self._transport.send(message)
+
+    def _resend(self) -> None:
+        if self._state is not _TERMINATED:
+            self._transport.resend()
+
+    def _terminate(self, inform: Callable[[], None] | None = None) -> None:
+        """
+        Enter C{Terminated}: cancel every timer, call C{inform} (the TU's
+        C{timed_out} or C{transport_failed}) if given, then the TU's
+        C{terminated}.  Does nothing when already terminated.
+        """
+        if self._state is _TERMINATED:
+            return
+        self._timers.cancel_all()
+        self._enter(_TERMINATED)
+        if inform is not None:
+            inform()
+        self._notify_terminated()
+
+    def _notify_terminated(self) -> None:
+        raise NotImplementedError
