@@ -5,7 +5,9 @@ out through.
 
 Everything here is sans-IO: a transaction is driven by the messages, timer
 firings and transport failures it is given, runs its timers on an injected
-L{sipstack.clock.Clock}, and sends through a L{TransactionTransport}.
+L{sipstack.clock.Clock}, and sends through a L{TransactionTransport}.  The
+L{TransactionManager} holds the tables of transactions and matches every
+received message to one, reporting one event per message.
 """
 
 from sipstack.transaction.client import (
@@ -14,7 +16,20 @@ from sipstack.transaction.client import (
     NonInviteClientTransaction,
     build_non_2xx_ack,
 )
-from sipstack.transaction.events import ClientTransactionUser, ServerTransactionUser, TransactionTransport
+from sipstack.transaction.events import (
+    Absorbed,
+    AckReceived,
+    CancelReceived,
+    ClientTransactionUser,
+    MergedRequest,
+    RequestOutcome,
+    RequestReceived,
+    ResponseOutcome,
+    ServerTransactionUser,
+    StrayResponse,
+    TransactionTransport,
+)
+from sipstack.transaction.manager import TransactionManager, build_cancel
 from sipstack.transaction.server import InviteServerTransaction, NonInviteServerTransaction, ServerTransaction
 from sipstack.transaction.states import (
     BRANCH_COOKIE,
@@ -44,4 +59,14 @@ __all__ = [
     "ServerTransaction",
     "InviteServerTransaction",
     "NonInviteServerTransaction",
+    "TransactionManager",
+    "build_cancel",
+    "RequestReceived",
+    "CancelReceived",
+    "MergedRequest",
+    "AckReceived",
+    "Absorbed",
+    "StrayResponse",
+    "RequestOutcome",
+    "ResponseOutcome",
 ]

@@ -13,11 +13,15 @@ back into the transaction sees the state the RFC figure describes.
 C{terminated} is always the last callback a transaction makes, and comes
 exactly once.
 
+The event classes at the end are what the transaction manager reports for
+each message it matches (L{sipstack.transaction.manager}).
+
 @see: RFC 3261 section 17; RFC 6026 sections 7 and 8.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from sipstack.message.message import Message, Request, Response
@@ -26,7 +30,19 @@ if TYPE_CHECKING:
     from sipstack.transaction.client import ClientTransaction
     from sipstack.transaction.server import InviteServerTransaction, ServerTransaction
 
-__all__ = ["TransactionTransport", "ClientTransactionUser", "ServerTransactionUser"]
+__all__ = [
+    "TransactionTransport",
+    "ClientTransactionUser",
+    "ServerTransactionUser",
+    "RequestReceived",
+    "CancelReceived",
+    "MergedRequest",
+    "AckReceived",
+    "Absorbed",
+    "StrayResponse",
+    "RequestOutcome",
+    "ResponseOutcome",
+]
 
 
 class TransactionTransport(Protocol):
@@ -119,3 +135,110 @@ class ServerTransactionUser(Protocol):
 
     def terminated(self, transaction: ServerTransaction) -> None:
         """The transaction entered C{Terminated}: forget it."""
+
+
+# What the transaction manager reports for each message it is given (RFC 3261
+# sections 17.1.3 and 17.2.3).  Each receive_* call returns exactly one.
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestReceived:
+    """
+    A new request: the manager created its server transaction, which the TU
+    answers through (RFC 3261 section 17.2).
+
+    @ivar request: the request.
+    @ivar transaction: its new server transaction.
+    """
+
+    request: Request
+    transaction: ServerTransaction
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelReceived:
+    """
+    A new CANCEL (RFC 3261 section 9.2): the manager created its own
+    non-INVITE server transaction, which the TU answers (200, or 481 when
+    C{target} is L{None}), and found the INVITE server transaction it
+    cancels, if any.
+
+    @ivar request: the CANCEL.
+    @ivar transaction: the CANCEL's own server transaction.
+    @ivar target: the INVITE server transaction it cancels, or L{None}.
+    """
+
+    request: Request
+    transaction: ServerTransaction
+    target: InviteServerTransaction | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MergedRequest:
+    """
+    A request with no To tag whose From tag, Call-ID and CSeq equal those of
+    a request already being served through another transaction: it reached
+    us twice by different paths (RFC 3261 section 8.2.2.2).  The manager
+    created a server transaction for it so that its retransmissions are
+    absorbed; the TU sends C{response} (a 482) through it.
+
+    @ivar request: the merged request.
+    @ivar transaction: its server transaction.
+    @ivar response: the 482 (Loop Detected) to send through C{transaction}.
+    """
+
+    request: Request
+    transaction: ServerTransaction
+    response: Response
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AckReceived:
+    """
+    An ACK the TU must see: the ACK of a 2xx, which is a transaction of its
+    own (RFC 3261 section 17.2.3; RFC 6026 section 7.1).
+
+    @ivar request: the ACK.
+    @ivar transaction: the INVITE server transaction in C{Accepted} it
+        matched (only when the INVITE's branch has no magic cookie and the
+        RFC 2543 rules matched it), or L{None} for an ACK with a branch of
+        its own, to be matched to a dialog or forwarded by the TU.
+    """
+
+    request: Request
+    transaction: InviteServerTransaction | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Absorbed:
+    """
+    The message belongs to an existing transaction and was given to it: a
+    retransmitted request (answered with the latest response if there is
+    one), the ACK of a 300-699 response, or a response the client
+    transaction then passed to its TU through its callbacks.
+
+    @ivar message: the message.
+    @ivar transaction: the transaction that took it.
+    """
+
+    message: Message
+    transaction: ServerTransaction | ClientTransaction
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StrayResponse:
+    """
+    A response that matches no client transaction (RFC 3261 section
+    18.1.2): a UA drops it; a proxy forwards it statelessly (sections 16.7 and
+    16.11).
+
+    @ivar response: the response.
+    """
+
+    response: Response
+
+
+#: Everything L{TransactionManager.receive_request} can report.
+RequestOutcome = RequestReceived | CancelReceived | MergedRequest | AckReceived | Absorbed
+#: Everything L{TransactionManager.receive_response} can report.
+ResponseOutcome = Absorbed | StrayResponse

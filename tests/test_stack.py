@@ -1,0 +1,418 @@
+"""
+Tests for L{sipstack.stack.SIPStack} over real loopback sockets: two stacks
+place and end calls over UDP, TCP and TLS, survive lost datagrams by
+retransmission, cancel calls, time out, and shut down cleanly.
+
+Timers are shortened (T1 = 50 ms) so that Timer B fires after 3.2 s.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.python.failure import Failure
+from twisted.trial.unittest import TestCase
+
+from sipstack.config import StackConfig, TimerValues
+from sipstack.dialog import build_request
+from sipstack.hop import CLEARTEXT, Peer, SecurityState, TransportKind
+from sipstack.message import Request, Response
+from sipstack.stack import IncomingRequest, RequestResult, SIPStack
+from sipstack.testing.certs import CertificateAuthority
+from tests.transport._helpers import reactor, sleep, wait_for
+
+FAST = StackConfig(timers=TimerValues(t1=0.05, t2=0.4, t4=0.5))
+
+
+def make_stack(testcase: TestCase, **kwargs: Any) -> SIPStack:
+    """A stack with fast timers, closed (without grace) when the test ends."""
+    kwargs.setdefault("config", FAST)
+    stack = SIPStack(reactor, **kwargs)
+    testcase.addCleanup(stack.close, 0.0)
+    return stack
+
+
+def lossy(stack: SIPStack) -> list[bytes]:
+    """
+    Make C{stack}'s UDP sockets drop the first transmission of every
+    datagram (retransmissions repeat the same bytes and get through); return
+    the list of dropped datagrams.
+    """
+    dropped: list[bytes] = []
+    seen: set[bytes] = set()
+    for protocol in stack._layer._udp:
+        original = protocol.send
+
+        def send(data: bytes, peer: Peer, original: Any = original) -> None:
+            if data not in seen:
+                seen.add(data)
+                dropped.append(data)
+                return
+            original(data, peer)
+
+        protocol.send = send  # type: ignore[method-assign]  # the lossy shim of this test
+    return dropped
+
+
+class _Callee:
+    """
+    A handler that rings, then answers an INVITE with 200 (after C{delay}
+    seconds, or never when C{delay} is L{None}), and answers anything else
+    with 200.
+    """
+
+    def __init__(self, delay: float | None = 0.0) -> None:
+        self.delay = delay
+        self.requests: list[IncomingRequest] = []
+
+    def __call__(self, incoming: IncomingRequest) -> Response | Deferred[Response | None] | None:
+        self.requests.append(incoming)
+        if incoming.request.method != "INVITE":
+            return incoming.response(200)
+        incoming.respond(180)
+        if self.delay == 0.0:
+            return incoming.response(200)
+        answer: Deferred[Response | None] = Deferred()
+        if self.delay is not None:
+            reactor.callLater(self.delay, answer.callback, incoming.response(200))
+        return answer
+
+    def of(self, method: str) -> list[IncomingRequest]:
+        return [incoming for incoming in self.requests if incoming.request.method == method]
+
+
+class _CallTests:
+    """
+    A call from stack A to stack B over one transport.
+    """
+
+    transport: TransportKind
+    scheme = "sip"
+
+    async def stacks(self, callee: _Callee) -> tuple[SIPStack, SIPStack, Peer]:
+        testcase: Any = self
+        options = ""
+        kwargs: dict[str, Any] = {}
+        if self.transport is TransportKind.TLS:
+            ca = CertificateAuthority.generate()
+            issued = ca.issue("localhost", dns=["localhost"], sip_uris=["sip:localhost"])
+            directory = Path(testcase.mktemp())
+            directory.mkdir(parents=True)
+            (directory / "cert.pem").write_bytes(issued.fullchain_pem)
+            (directory / "key.pem").write_bytes(issued.key_pem)
+            options = f":certKey={directory / 'cert.pem'}:privateKey={directory / 'key.pem'}"
+            kwargs["trust_root"] = ca.cert_pem
+        kind = self.transport.value.lower()
+        a = make_stack(testcase, **kwargs)
+        b = make_stack(testcase, **kwargs)
+        await a.listen(f"{kind}:0:interface=127.0.0.1{options}")
+        peer = await b.listen(f"{kind}:0:interface=127.0.0.1{options}")
+        b.on_request(callee)
+        return a, b, peer
+
+    def invite(self, a: SIPStack, peer: Peer) -> Request:
+        if self.transport is TransportKind.TLS:
+            uri = f"sips:bob@localhost:{peer.port}"
+        elif self.transport is TransportKind.TCP:
+            uri = f"sip:bob@{peer};transport=tcp"
+        else:
+            uri = f"sip:bob@{peer}"
+        return build_request(
+            "INVITE",
+            uri,
+            from_="<sip:alice@example.com>",
+            to="<sip:bob@example.com>",
+            contact=a.contact(self.transport),
+        )
+
+    async def test_call(self) -> None:
+        """
+        INVITE / 180 / 200 / ACK, then BYE / 200: the dialog built from the
+        2xx addresses the callee's Contact, the ACK reaches the callee, and
+        the result carries the hop's security state.
+        """
+        testcase: Any = self
+        callee = _Callee()
+        a, _, peer = await self.stacks(callee)
+        provisional: list[int] = []
+        result = await a.request(self.invite(a, peer), on_provisional=lambda r: provisional.append(r.status))
+        testcase.assertEqual(result.status, 200)
+        testcase.assertIsNone(result.synthesized)
+        testcase.assertIn(180, provisional)
+        assert result.dialog is not None and result.security is not None
+        if self.transport is TransportKind.TLS:
+            testcase.assertEqual(result.security.state, SecurityState.TLS_AUTHENTICATED)
+            testcase.assertTrue(result.dialog.secure)
+        else:
+            testcase.assertEqual(result.security, CLEARTEXT)
+        ack = await callee.of("INVITE")[0].acked
+        assert ack is not None
+        testcase.assertEqual(ack.method, "ACK")
+        testcase.assertEqual(ack.cseq.number, result.request.cseq.number)
+        bye = await a.request(result.dialog.create_request("BYE"))
+        testcase.assertEqual(bye.status, 200)
+        testcase.assertEqual(len(callee.of("BYE")), 1)
+        testcase.assertEqual(callee.of("BYE")[0].request.to.tag, result.response.to.tag)
+
+    async def test_cancel_before_answer(self) -> None:
+        """
+        A CANCEL after the 180 gets 200, and the INVITE ends with 487; the
+        callee sees the cancellation, and its late 200 goes nowhere.
+        """
+        testcase: Any = self
+        callee = _Callee(delay=None)
+        a, _, peer = await self.stacks(callee)
+        invite = self.invite(a, peer)
+        ringing: Deferred[None] = Deferred()
+        pending = a.request(invite, on_provisional=lambda r: ringing.callback(None) if not ringing.called else None)
+        await ringing
+        cancelled = await a.cancel(invite)
+        testcase.assertEqual(cancelled.status, 200)
+        result = await pending
+        testcase.assertEqual(result.status, 487)
+        testcase.assertIsNone(result.dialog)
+        testcase.assertTrue(callee.of("INVITE")[0].cancelled.called)
+
+    async def test_cancel_after_answer(self) -> None:
+        """
+        A CANCEL that arrives after the 200 gets 200 and changes nothing:
+        the call stands and can be hung up.
+        """
+        testcase: Any = self
+        callee = _Callee()
+        a, _, peer = await self.stacks(callee)
+        invite = self.invite(a, peer)
+        result = await a.request(invite)
+        testcase.assertEqual(result.status, 200)
+        cancelled = await a.cancel(invite)
+        testcase.assertEqual(cancelled.status, 200)
+        testcase.assertFalse(callee.of("INVITE")[0].cancelled.called)
+        assert result.dialog is not None
+        testcase.assertEqual((await a.request(result.dialog.create_request("BYE"))).status, 200)
+
+
+class UDPCallTests(_CallTests, TestCase):
+    transport = TransportKind.UDP
+
+
+class TCPCallTests(_CallTests, TestCase):
+    transport = TransportKind.TCP
+
+
+class TLSCallTests(_CallTests, TestCase):
+    transport = TransportKind.TLS
+
+
+class UDPLossTests(TestCase):
+    """
+    Retransmissions over UDP recover lost datagrams.
+    """
+
+    async def test_lost_first_transmissions(self) -> None:
+        """
+        With the first transmission of every datagram dropped on both sides
+        (INVITE, 200, ACK, BYE, its 200), the call still completes: Timer A
+        resends the INVITE, the callee resends its 2xx until the ACK, the
+        caller resends its ACK for the repeated 2xx, Timer E resends the BYE.
+        """
+        callee = _Callee()
+        a, b = make_stack(self), make_stack(self)
+        await a.listen("udp:0:interface=127.0.0.1")
+        peer = await b.listen("udp:0:interface=127.0.0.1")
+        b.on_request(callee)
+        dropped_a, dropped_b = lossy(a), lossy(b)
+        invite = build_request(
+            "INVITE", f"sip:bob@{peer}", from_="<sip:a@example.com>", to="<sip:b@example.com>", contact=a.contact()
+        )
+        result = await a.request(invite)
+        self.assertEqual(result.status, 200)
+        assert result.dialog is not None
+        self.assertIsNotNone(await callee.of("INVITE")[0].acked)
+        bye = await a.request(result.dialog.create_request("BYE"))
+        self.assertEqual(bye.status, 200)
+        self.assertEqual(len(callee.of("INVITE")), 1)
+        self.assertEqual(len(callee.of("BYE")), 1)
+        starts = sorted({data.split(b" ", 1)[0] for data in dropped_a + dropped_b})
+        self.assertEqual(starts, [b"ACK", b"BYE", b"INVITE", b"SIP/2.0"])
+
+
+class FailureTests(TestCase):
+    """
+    Failures become responses the application can tell apart.
+    """
+
+    async def test_timeout(self) -> None:
+        """
+        A server that never answers gives a synthesized 408 after Timer B
+        (64*T1 = 3.2 s); the callee got 100 Trying sent for it meanwhile.
+        """
+        callee = _Callee(delay=None)
+        a, b = make_stack(self), make_stack(self)
+        await a.listen("udp:0:interface=127.0.0.1")
+        peer = await b.listen("udp:0:interface=127.0.0.1")
+
+        def silent(incoming: IncomingRequest) -> Deferred[Response | None]:
+            callee.requests.append(incoming)
+            return Deferred()
+
+        b.on_request(silent)
+        # The callee stays silent: drop its 100 Trying too.
+        for protocol in b._layer._udp:
+            protocol.send = lambda data, peer: None  # type: ignore[method-assign]  # a deaf callee
+        started = reactor.seconds()
+        request = build_request("OPTIONS", f"sip:bob@{peer}", from_="<sip:a@example.com>", to="<sip:b@example.com>")
+        result = await a.request(request)
+        self.assertEqual(result.status, 408)
+        self.assertEqual(result.synthesized, "timeout")
+        self.assertGreaterEqual(reactor.seconds() - started, 64 * 0.05 - 0.01)
+
+    async def test_transport_error(self) -> None:
+        """
+        A TCP destination nobody listens on gives a synthesized 503, marked
+        C{"transport"}.
+        """
+        a = make_stack(self)
+        await a.listen("udp:0:interface=127.0.0.1")
+        probe = make_stack(self)
+        closed = await probe.listen("tcp:0:interface=127.0.0.1")
+        await probe.close(0.0)
+        request = build_request(
+            "OPTIONS", f"sip:bob@{closed};transport=tcp", from_="<sip:a@example.com>", to="<sip:b@example.com>"
+        )
+        result = await a.request(request)
+        self.assertEqual(result.status, 503)
+        self.assertEqual(result.synthesized, "transport")
+
+    async def test_trying_for_slow_invite(self) -> None:
+        """An INVITE whose handler takes longer than 200 ms gets 100 Trying first."""
+        callee = _Callee(delay=0.4)
+        a, b = make_stack(self), make_stack(self)
+        await a.listen("udp:0:interface=127.0.0.1")
+        peer = await b.listen("udp:0:interface=127.0.0.1")
+
+        def slow(incoming: IncomingRequest) -> Response | Deferred[Response | None] | None:
+            callee.requests.append(incoming)
+            answer: Deferred[Response | None] = Deferred()
+            reactor.callLater(0.4, answer.callback, incoming.response(486))
+            return answer
+
+        b.on_request(slow)
+        invite = build_request(
+            "INVITE", f"sip:bob@{peer}", from_="<sip:a@example.com>", to="<sip:b@example.com>", contact=a.contact()
+        )
+        result = await a.request(invite)
+        self.assertEqual(result.status, 486)
+        self.assertEqual([response.status for response in result.provisional], [100])
+
+
+class ShutdownTests(TestCase):
+    """
+    close() lets open transactions finish.
+    """
+
+    async def test_graceful(self) -> None:
+        """
+        A request in progress when the callee's stack starts closing still
+        gets its answer; a new one gets 503.
+        """
+        a, b = make_stack(self), make_stack(self)
+        await a.listen("udp:0:interface=127.0.0.1")
+        peer = await b.listen("udp:0:interface=127.0.0.1")
+        seen: list[IncomingRequest] = []
+
+        def slow(incoming: IncomingRequest) -> Deferred[Response | None]:
+            seen.append(incoming)
+            answer: Deferred[Response | None] = Deferred()
+            reactor.callLater(0.3, answer.callback, incoming.response(200))
+            return answer
+
+        b.on_request(slow)
+
+        def options() -> Request:
+            return build_request("OPTIONS", f"sip:bob@{peer}", from_="<sip:a@example.com>", to="<sip:b@example.com>")
+
+        first = a.request(options())
+        await wait_for(lambda: seen, "the first request")
+        closing = b.close(5.0)
+        second = await a.request(options())
+        self.assertEqual(second.status, 503)
+        self.assertIsNone(second.synthesized)
+        self.assertEqual((await first).status, 200)
+        await closing
+        self.assertFalse(b.busy)
+
+    async def test_merged_request(self) -> None:
+        """
+        The same request (From tag, Call-ID, CSeq) arriving with another
+        branch while the first is served gets 482 (RFC 3261 section 8.2.2.2).
+        """
+        a, b = make_stack(self), make_stack(self)
+        await a.listen("udp:0:interface=127.0.0.1")
+        peer = await b.listen("udp:0:interface=127.0.0.1")
+        b.on_request(lambda incoming: Deferred())
+        request = build_request("OPTIONS", f"sip:bob@{peer}", from_="<sip:a@example.com>", to="<sip:b@example.com>")
+        first: Deferred[RequestResult] = a.request(request)
+        await sleep(0.05)
+        second = await a.request(request)
+        self.assertEqual(second.status, 482)
+        self.assertFalse(first.called)
+        first.addErrback(lambda failure: None)
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
+
+
+class _Server(ProcessProtocol):
+    """The answer_options example as a child process: its output, and when it ended."""
+
+    def __init__(self) -> None:
+        self.output = b""
+        self.ended: Deferred[None] = Deferred()
+
+    def outReceived(self, data: bytes) -> None:
+        self.output += data
+
+    def errReceived(self, data: bytes) -> None:
+        self.output += data
+
+    def processEnded(self, reason: Failure) -> None:
+        self.ended.callback(None)
+
+
+class ExampleTests(TestCase):
+    """
+    The embedding examples of docs/embedding.md run, against each other, as
+    separate processes.
+    """
+
+    async def test_examples(self) -> None:
+        """send_message.py gets 200 from answer_options.py, which prints the text it received."""
+        env = {**os.environ, "PYTHONPATH": str(EXAMPLES.parent.parent)}
+        server = _Server()
+        process = reactor.spawnProcess(
+            server,
+            sys.executable,
+            [sys.executable, str(EXAMPLES / "answer_options.py"), "udp:0:interface=127.0.0.1"],
+            env=env,
+        )
+
+        async def stop() -> None:
+            if not server.ended.called:
+                process.signalProcess("TERM")
+                await server.ended
+
+        self.addCleanup(lambda: Deferred.fromCoroutine(stop()))
+        await wait_for(lambda: b"listening on udp" in server.output, "the server to listen", timeout=10)
+        port = server.output.split(b"127.0.0.1:", 1)[1].split()[0].decode()
+        out, err, code = await getProcessOutputAndValue(
+            sys.executable, [str(EXAMPLES / "send_message.py"), f"sip:bob@127.0.0.1:{port}", "Hello, Bob"], env=env
+        )
+        self.assertEqual((out.strip(), code), (b"200 OK", 0), err)
+        await wait_for(lambda: b"Hello, Bob" in server.output, "the server to print the MESSAGE")
+        await stop()
