@@ -82,9 +82,10 @@ _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 # ports up to 65535, and hosts already proven valid, which are an IPv6 reference in one of the pure-hexadecimal
 # forms of RFC 3986 (which the ipaddress module accepts exactly; an embedded IPv4 address takes the careful path),
 # a dotted quad with octets up to 255, or a hostname that is not all digits and dots.  Possessive quantifiers
-# ("++", "*+") never give back what they consumed, which is safe because each piece ends at a character it cannot
-# contain, and spares the match from backtracking.  Whatever the pattern rejects takes the careful path, which
-# names the fault, so the fast path changes no result and no error message.
+# ("++", "*+", "?+") never give back what they consumed, which is safe because each piece ends at a character it
+# cannot contain and each optional part starts with one no later part can start with; it spares the match from
+# backtracking, and the regex engine from saving state to backtrack to.  Whatever the pattern rejects takes the
+# careful path, which names the fault, so the fast path changes no result and no error message.
 _H16 = "[0-9A-Fa-f]{1,4}+"
 _IPV6_HEX = (
     rf"{_H16}(?::{_H16}){{7}}"  # eight groups, no "::"
@@ -103,14 +104,14 @@ _FAST_PARAMCHARS = rf"[{_UNRESERVED}\[\]/:&+$]++"
 _FAST_HEADER = rf"[{_UNRESERVED}\[\]/?:+$]++=[{_UNRESERVED}\[\]/?:+$]*+"
 _FAST_SIP = re.compile(
     r"sip(?P<secure>s?):"
-    rf"(?:(?P<user>[{_UNRESERVED}&=+$,;?/#]++)(?::(?P<password>[{_UNRESERVED}&=+$,]*+))?@)?"
+    rf"(?:(?P<user>[{_UNRESERVED}&=+$,;?/#]++)(?::(?P<password>[{_UNRESERVED}&=+$,]*+))?+@)?+"
     rf"(?P<host>\[(?:{_IPV6_HEX})\]|{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}(?![A-Za-z0-9_.\-])|{_FAST_HOSTNAME})"
-    r"(?::(?P<port>[0-9]{1,4}+(?![0-9])|[0-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
+    r"(?::(?P<port>[0-9]{1,4}+(?![0-9])|[0-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?+"
     # The first two parameters apart, the others together.
-    rf"(?:;(?P<name1>{_FAST_PARAMCHARS})(?:=(?P<value1>{_FAST_PARAMCHARS}))?"
-    rf"(?:;(?P<name2>{_FAST_PARAMCHARS})(?:=(?P<value2>{_FAST_PARAMCHARS}))?"
-    rf"(?P<more>(?:;{_FAST_PARAMCHARS}(?:={_FAST_PARAMCHARS})?)++)?)?)?"
-    rf"(?:\?(?P<headers>{_FAST_HEADER}(?:&{_FAST_HEADER})*+))?"
+    rf"(?:;(?P<name1>{_FAST_PARAMCHARS})(?:=(?P<value1>{_FAST_PARAMCHARS}))?+"
+    rf"(?:;(?P<name2>{_FAST_PARAMCHARS})(?:=(?P<value2>{_FAST_PARAMCHARS}))?+"
+    rf"(?P<more>(?:;{_FAST_PARAMCHARS}(?:={_FAST_PARAMCHARS})?+)++)?+)?+)?+"
+    rf"(?:\?(?P<headers>{_FAST_HEADER}(?:&{_FAST_HEADER})*+))?+"
 )
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 # RFC 2396 unreserved characters (for SIP) and RFC 3986 ones (for other schemes): an escape of one of these is
