@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Final
+from typing import ClassVar, Final, TypeVar
 
 from sipstack.errors import InvalidValue
 from sipstack.message._grammar import LWS, SWS, TOKEN
@@ -108,35 +108,44 @@ def _parse(text: str, what: str) -> tuple[str, AuthParams, str | None]:
     return scheme, tuple(params), None
 
 
+_Self = TypeVar("_Self", bound="_AuthValue")
+
+
 @dataclass(frozen=True, slots=True)
-class Challenge:
+class _AuthValue:
     """
-    A challenge from WWW-Authenticate (a UAS or registrar, status 401) or
-    Proxy-Authenticate (a proxy, status 407).
+    What challenges and credentials share: a scheme, then parameters (or a
+    token68), with the parameters both of them carry.
 
     @ivar scheme: the authentication scheme, e.g. C{"Digest"}.
     @ivar params: the parameters, values unquoted.
     @ivar token68: the single opaque token of a scheme that uses one instead
         of parameters (then C{params} is empty), else L{None}.
-    @see: RFC 3261 sections 20.27, 20.44 and 22.1.
     """
+
+    #: The parameters written as quoted strings (RFC 3261 section 25.1).
+    _QUOTED: ClassVar[frozenset[str]] = frozenset()
 
     scheme: str
     params: AuthParams = ()
     token68: str | None = None
 
     def __str__(self) -> str:
-        return _render(self.scheme, self.params, self.token68, _QUOTED_IN_CHALLENGE)
+        return _render(self.scheme, self.params, self.token68, self._QUOTED)
 
     def param(self, name: str) -> str | None:
         """A parameter's unquoted value, or L{None}; names are case-insensitive."""
         return _lookup(self.params, name.lower())
 
     def replace(
-        self, *, scheme: str | None = None, params: AuthParams | None = None, token68: str | _Unset | None = _UNSET
-    ) -> Challenge:
+        self: _Self,
+        *,
+        scheme: str | None = None,
+        params: AuthParams | None = None,
+        token68: str | _Unset | None = _UNSET,
+    ) -> _Self:
         """A copy with the given fields changed (C{token68=None} removes it)."""
-        return Challenge(
+        return type(self)(
             self.scheme if scheme is None else scheme,
             self.params if params is None else params,
             self.token68 if isinstance(token68, _Unset) else token68,
@@ -149,12 +158,12 @@ class Challenge:
 
     @property
     def nonce(self) -> str | None:
-        """The server's nonce, to be echoed in the credentials."""
+        """The server's nonce (echoed in the credentials)."""
         return _lookup(self.params, "nonce")
 
     @property
     def opaque(self) -> str | None:
-        """Server state to be echoed unchanged in the credentials."""
+        """Server state, echoed unchanged in the credentials."""
         return _lookup(self.params, "opaque")
 
     @property
@@ -165,6 +174,18 @@ class Challenge:
         MD5.
         """
         return _lookup(self.params, "algorithm")
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge(_AuthValue):
+    """
+    A challenge from WWW-Authenticate (a UAS or registrar, status 401) or
+    Proxy-Authenticate (a proxy, status 407).
+
+    @see: RFC 3261 sections 20.27, 20.44 and 22.1.
+    """
+
+    _QUOTED: ClassVar[frozenset[str]] = _QUOTED_IN_CHALLENGE
 
     @property
     def qop_options(self) -> tuple[str, ...]:
@@ -192,53 +213,21 @@ class Challenge:
 
 
 @dataclass(frozen=True, slots=True)
-class Credentials:
+class Credentials(_AuthValue):
     """
     Credentials from Authorization (for a UAS or registrar) or
     Proxy-Authorization (for a proxy).
 
-    @ivar scheme: the authentication scheme, e.g. C{"Digest"}.
-    @ivar params: the parameters, values unquoted.
-    @ivar token68: the single opaque token of a scheme that uses one instead
-        of parameters (C{Bearer}, RFC 8898), else L{None}.
-    @see: RFC 3261 sections 20.7, 20.28 and 22.2.
+    @see: RFC 3261 sections 20.7, 20.28 and 22.2; C{token68} carries
+        C{Bearer} tokens (RFC 8898).
     """
 
-    scheme: str
-    params: AuthParams = ()
-    token68: str | None = None
-
-    def __str__(self) -> str:
-        return _render(self.scheme, self.params, self.token68, _QUOTED_IN_CREDENTIALS)
-
-    def param(self, name: str) -> str | None:
-        """A parameter's unquoted value, or L{None}; names are case-insensitive."""
-        return _lookup(self.params, name.lower())
-
-    def replace(
-        self, *, scheme: str | None = None, params: AuthParams | None = None, token68: str | _Unset | None = _UNSET
-    ) -> Credentials:
-        """A copy with the given fields changed (C{token68=None} removes it)."""
-        return Credentials(
-            self.scheme if scheme is None else scheme,
-            self.params if params is None else params,
-            self.token68 if isinstance(token68, _Unset) else token68,
-        )
+    _QUOTED: ClassVar[frozenset[str]] = _QUOTED_IN_CREDENTIALS
 
     @property
     def username(self) -> str | None:
         """The user's name in the realm."""
         return _lookup(self.params, "username")
-
-    @property
-    def realm(self) -> str | None:
-        """The realm these credentials answer."""
-        return _lookup(self.params, "realm")
-
-    @property
-    def nonce(self) -> str | None:
-        """The nonce of the challenge being answered."""
-        return _lookup(self.params, "nonce")
 
     @property
     def uri(self) -> str | None:
@@ -251,19 +240,9 @@ class Credentials:
         return _lookup(self.params, "response")
 
     @property
-    def algorithm(self) -> str | None:
-        """The digest algorithm as written, or L{None} (meaning MD5)."""
-        return _lookup(self.params, "algorithm")
-
-    @property
     def cnonce(self) -> str | None:
         """The client nonce, present when C{qop} is."""
         return _lookup(self.params, "cnonce")
-
-    @property
-    def opaque(self) -> str | None:
-        """The challenge's C{opaque}, echoed."""
-        return _lookup(self.params, "opaque")
 
     @property
     def qop(self) -> str | None:
