@@ -7,6 +7,7 @@ the wildcard, rejection of malformed input and round-trip properties.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -17,6 +18,7 @@ from sipstack.message.address import (
     WILDCARD,
     NameAddress,
     Wildcard,
+    _NameAddressSlots,
     parse_contact_value,
     parse_name_address,
     parse_name_address_list,
@@ -191,6 +193,68 @@ class ParseNameAddressTests(SynchronousTestCase):
         self.assertEqual(parse_name_address("Bob \t  Smith   <sip:b@c>").display_name, "Bob Smith")
         self.assertEqual(parse_name_address('"" <sip:b@c>').display_name, "")
         self.assertIsNone(parse_name_address("  <sip:b@c>").display_name)
+
+    def test_escaped_display_name(self) -> None:
+        """
+        The quoted-pairs of a quoted display name are undone, with or without
+        whitespace around the angle brackets; text with a backslash before a
+        line break is refused.
+        """
+        for text in ['"A \\"B\\" \\\\ C" <sip:a@b>;tag=1', ' "A \\"B\\" \\\\ C"  <sip:a@b> ;tag=1']:
+            with self.subTest(text=text):
+                self.assertEqual(parse_name_address(text), _address("sip:a@b", 'A "B" \\ C', ("tag", "1")))
+        self.assertRaises(InvalidValue, parse_name_address, '"A\\\n" <sip:a@b>')
+
+    def test_many_params(self) -> None:
+        """
+        Header parameters are kept in order however many there are, flags
+        with the value L{None}.
+        """
+        params: tuple[tuple[str, str | None], ...] = (("tag", "1"), ("lr", None), ("q", "0.5"), ("x", None))
+        for count in range(len(params) + 1):
+            text = "Bob <sip:b@c>" + "".join(f";{n}" if v is None else f";{n}={v}" for n, v in params[:count])
+            with self.subTest(text=text):
+                self.assertEqual(parse_name_address(text), _address("sip:b@c", "Bob", *params[:count]))
+                self.assertEqual(parse_contact_value(text), [_address("sip:b@c", "Bob", *params[:count])])
+
+    def test_commas_inside(self) -> None:
+        """
+        Commas inside the quoted display name or the angle brackets do not
+        make a list.
+        """
+        for parse in (parse_name_address, lambda text: parse_name_address_list(text)[0]):
+            with self.subTest(parse=parse):
+                self.assertEqual(
+                    parse('"Bell, A." <sip:a,b@c;x=1>;tag=3'), _address("sip:a,b@c;x=1", "Bell, A.", ("tag", "3"))
+                )
+        self.assertEqual(parse_contact_value('"*, x" <sip:a*b@c>'), [_address("sip:a*b@c", "*, x")])
+
+    def test_slots_layout(self) -> None:
+        """
+        C{_NameAddressSlots}, which the parser fills in before making it a
+        L{NameAddress}, has exactly the slots of L{NameAddress}.
+        """
+        self.assertEqual(sorted(_NameAddressSlots.__slots__), sorted(f.name for f in dataclasses.fields(NameAddress)))
+        self.assertEqual(sorted(_NameAddressSlots.__slots__), sorted(NameAddress.__slots__))
+        self.assertEqual(_NameAddressSlots.__basicsize__, NameAddress.__basicsize__)
+
+    def test_true_values(self) -> None:
+        """
+        Parsed values, canonical or not, have the exact type, equality, hash
+        and immutability of constructed ones.
+        """
+        built = _address("sip:alice@atlanta.example.com", "Alice", ("tag", "1928301774"))
+        for text in [
+            '"Alice" <sip:alice@atlanta.example.com>;tag=1928301774',
+            "Alice\t<sip:alice@atlanta.example.com> ; tag = 1928301774",
+        ]:
+            with self.subTest(text=text):
+                address = parse_name_address(text)
+                self.assertIs(type(address), NameAddress)
+                self.assertEqual(address, built)
+                self.assertEqual(hash(address), hash(built))
+                self.assertRaises(AttributeError, setattr, address, "display_name", "x")
+                self.assertEqual(address.replace(display_name=None), built.replace(display_name=None))
 
     def test_list_refused(self) -> None:
         """

@@ -6,6 +6,7 @@ quoted strings, bounded numbers and CSeq.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 
 from hypothesis import given
@@ -18,6 +19,7 @@ from sipstack.message.values import (
     CSEQ_MAXIMUM,
     QUOTED,
     CSeq,
+    _CSeqSlots,
     get_param,
     has_param,
     is_token,
@@ -442,6 +444,55 @@ class CSeqTests(SynchronousTestCase):
         for text in ["", "INVITE", "1", "1INVITE", "-1 INVITE", "1 INVITE BYE", "1 IN;VITE", "1.0 INVITE", "x 1"]:
             with self.subTest(text=text):
                 self.assertRaises(InvalidValue, parse_cseq, text)
+
+    def test_ascii_only(self) -> None:
+        """
+        Only ASCII digits make the number and only a token the method:
+        other Unicode digits and letters are refused.
+        """
+        for text in [
+            "\u0661 INVITE",
+            "1\u0662 INVITE",
+            "\uff11 INVITE",
+            "\u00b2 INVITE",
+            "1 INVIT\u00c9",
+            "1 \u0130NVITE",
+        ]:
+            with self.subTest(text=text):
+                self.assertRaises(InvalidValue, parse_cseq, text)
+
+    def test_long_numbers(self) -> None:
+        """
+        Numbers of ten digits or more, or with many leading zeros, are read
+        as well as short ones.
+        """
+        self.assertEqual(parse_cseq("1000000000 INVITE"), CSeq(1000000000, "INVITE"))
+        self.assertEqual(parse_cseq("0000000000000000000042 BYE"), CSeq(42, "BYE"))
+        self.assertEqual(parse_cseq("0 ACK"), CSeq(0, "ACK"))
+
+    def test_slots_layout(self) -> None:
+        """
+        C{_CSeqSlots}, which the parser fills in before making it a L{CSeq},
+        has exactly the slots of L{CSeq}.
+        """
+        self.assertEqual(sorted(_CSeqSlots.__slots__), sorted(f.name for f in dataclasses.fields(CSeq)))
+        self.assertEqual(sorted(_CSeqSlots.__slots__), sorted(CSeq.__slots__))
+        self.assertEqual(_CSeqSlots.__basicsize__, CSeq.__basicsize__)
+
+    def test_true_values(self) -> None:
+        """
+        Parsed values, canonical or not, have the exact type, equality, hash
+        and immutability of constructed ones.
+        """
+        for text in ["314159 INVITE", " 314159\tINVITE ", "2147483647 INVITE"]:
+            with self.subTest(text=text):
+                cseq = parse_cseq(text)
+                built = CSeq(cseq.number, "INVITE")
+                self.assertIs(type(cseq), CSeq)
+                self.assertEqual(cseq, built)
+                self.assertEqual(hash(cseq), hash(built))
+                self.assertRaises(AttributeError, setattr, cseq, "number", 1)
+                self.assertEqual(cseq.replace(method="ACK"), built.replace(method="ACK"))
 
     def test_replace(self) -> None:
         """

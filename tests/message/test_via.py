@@ -6,12 +6,14 @@ round-trip properties.
 
 from __future__ import annotations
 
+import dataclasses
+
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipstack.errors import InvalidValue
-from sipstack.message.via import Via, parse_via
+from sipstack.message.via import Via, _ViaSlots, parse_via
 from sipstack.testing._header_strategies import vias
 
 
@@ -176,6 +178,79 @@ class ParseViaTests(SynchronousTestCase):
         ]:
             with self.subTest(text=text):
                 self.assertRaises(InvalidValue, parse_via, text)
+
+    def test_hostname_labels(self) -> None:
+        """
+        The canonical form checks the labels of a hostname as the general
+        grammar does: hyphens inside a label and a final dot are accepted,
+        an empty label or one that starts or ends with a hyphen is not.
+        """
+        for host in ["a-b.c--d.example.com", "a.b.", "a-1", "_sip._udp.example.com", "[2001:db8::1]", "192.0.2.1"]:
+            with self.subTest(host=host):
+                self.assertEqual(_one(f"SIP/2.0/UDP {host}:5060;branch=1").host, host)
+        for host in ["a-", "a-.b", "a.-b", "a..b", "a-b..c", "a.b-", "a.b.-", ".a", "a:b"]:
+            with self.subTest(host=host):
+                self.assertRaises(InvalidValue, parse_via, f"SIP/2.0/UDP {host}:5060;branch=1")
+                self.assertRaises(InvalidValue, parse_via, f"SIP/2.0/UDP {host}")
+
+    def test_many_params(self) -> None:
+        """
+        Parameters are kept in order however many there are, flags with the
+        value L{None}.
+        """
+        params: tuple[tuple[str, str | None], ...] = (("a", "1"), ("b", None), ("c", "3"), ("d", None), ("e", "5"))
+        for count in range(len(params) + 1):
+            text = "SIP/2.0/UDP h" + "".join(f";{n}" if v is None else f";{n}={v}" for n, v in params[:count])
+            with self.subTest(text=text):
+                self.assertEqual(_one(text), Via("UDP", "h", None, params[:count]))
+                self.assertEqual(_one(text.replace(";", " ; ")), Via("UDP", "h", None, params[:count]))
+
+    def test_port_range(self) -> None:
+        """
+        The port may be 0 to 65535, with or without whitespace around it.
+        """
+        self.assertEqual(_one("SIP/2.0/UDP h:65535").port, 65535)
+        self.assertEqual(_one("SIP/2.0/UDP h:0;rport").port, 0)
+        for text in ["SIP/2.0/UDP h:65536;rport", "SIP/2.0/UDP h : 99999", "SIP/2.0/UDP h:99999, SIP/2.0/UDP g"]:
+            with self.subTest(text=text):
+                self.assertRaises(InvalidValue, parse_via, text)
+
+    def test_list_with_quoted_comma(self) -> None:
+        """
+        In a list, an element whose quoted parameter holds a comma parses as
+        a whole, next to canonical ones.
+        """
+        self.assertEqual(
+            parse_via('SIP/2.0/UDP a;x="1,2", SIP/2.0/TCP b:5060;branch=z9hG4bK1'),
+            [Via("UDP", "a", None, (("x", '"1,2"'),)), Via("TCP", "b", 5060, (("branch", "z9hG4bK1"),))],
+        )
+
+    def test_slots_layout(self) -> None:
+        """
+        C{_ViaSlots}, which the parser fills in before making it a L{Via},
+        has exactly the slots of L{Via}.
+        """
+        self.assertEqual(sorted(_ViaSlots.__slots__), sorted(f.name for f in dataclasses.fields(Via)))
+        self.assertEqual(sorted(_ViaSlots.__slots__), sorted(Via.__slots__))
+        self.assertEqual(_ViaSlots.__basicsize__, Via.__basicsize__)
+
+    def test_true_values(self) -> None:
+        """
+        Parsed values, canonical or not, have the exact type, equality, hash
+        and immutability of constructed ones.
+        """
+        built = Via("UDP", "h.example.com", 5060, (("branch", "z9hG4bK1"), ("rport", None)))
+        for text in [
+            "SIP/2.0/UDP h.example.com:5060;branch=z9hG4bK1;rport",
+            "SIP/2.0/udp h.example.com : 5060 ;branch=z9hG4bK1 ;rport",
+        ]:
+            with self.subTest(text=text):
+                via = _one(text)
+                self.assertIs(type(via), Via)
+                self.assertEqual(via, built)
+                self.assertEqual(hash(via), hash(built))
+                self.assertRaises(AttributeError, setattr, via, "host", "x")
+                self.assertEqual(via.replace(port=None), built.replace(port=None))
 
     @given(vias())
     def test_round_trip(self, via: Via) -> None:
