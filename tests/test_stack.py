@@ -8,8 +8,10 @@ Timers are shortened (T1 = 50 ms) so that Timer B fires after 3.2 s.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from twisted.trial.unittest import TestCase
 
 from sipstack.config import StackConfig, TimerValues
 from sipstack.dialog import build_request
+from sipstack.errors import LocalProtocolError
 from sipstack.hop import CLEARTEXT, Peer, SecurityState, TransportKind
 from sipstack.message import Request, Response
 from sipstack.stack import IncomingRequest, RequestResult, SIPStack
@@ -309,6 +312,138 @@ class FailureTests(TestCase):
         result = await a.request(invite)
         self.assertEqual(result.status, 486)
         self.assertEqual([response.status for response in result.provisional], [100])
+
+
+class AcknowledgementTests(TestCase):
+    """
+    The 2xx to an INVITE and its ACK, which live outside the INVITE
+    transactions (RFC 3261 sections 13.2.2.4 and 13.3.1.4; RFC 6026).
+    """
+
+    async def test_2xx_retransmitted_over_tcp(self) -> None:
+        """
+        The callee passes its 2xx to the transport again and again until the
+        ACK comes, over TCP too: "independent of whatever transport
+        protocols are used" (RFC 3261 section 13.3.1.4).
+        """
+        callee = _Callee()
+        a, b = make_stack(self), make_stack(self)
+        await a.listen("tcp:0:interface=127.0.0.1")
+        peer = await b.listen("tcp:0:interface=127.0.0.1")
+        b.on_request(callee)
+        statuses: list[int] = []
+        original = b._layer.send_response
+
+        def counting(response: Response, flow: Any) -> Any:
+            statuses.append(response.status)
+            return original(response, flow)
+
+        b._layer.send_response = counting  # type: ignore[method-assign]  # counts what the callee sends
+        invite = build_request(
+            "INVITE",
+            f"sip:bob@{peer};transport=tcp",
+            from_="<sip:a@example.com>",
+            to="<sip:b@example.com>",
+            contact=a.contact(TransportKind.TCP),
+        )
+        result = await a.request(invite, auto_ack=False)
+        assert result.dialog is not None
+        # T1 = 50 ms: the 2xx goes again at 50, 150 and 350 ms.
+        await wait_for(lambda: statuses.count(200) >= 3, "the 2xx retransmissions")
+        await a.send_ack(result.dialog)
+        self.assertIsNotNone(await callee.of("INVITE")[0].acked)
+
+    async def test_application_ack_resent(self) -> None:
+        """
+        With C{auto_ack=False}, the ACK the application sent with
+        C{send_ack} is sent again for each retransmission of the 2xx, so a
+        lost ACK is recovered (RFC 3261 section 13.2.2.4: an ACK for each
+        2xx).
+        """
+        callee = _Callee()
+        a, b = make_stack(self), make_stack(self)
+        await a.listen("udp:0:interface=127.0.0.1")
+        peer = await b.listen("udp:0:interface=127.0.0.1")
+        b.on_request(callee)
+        invite = build_request(
+            "INVITE", f"sip:bob@{peer}", from_="<sip:a@example.com>", to="<sip:b@example.com>", contact=a.contact()
+        )
+        result = await a.request(invite, auto_ack=False)
+        assert result.dialog is not None
+        dropped = lossy(a)
+        await a.send_ack(result.dialog)
+        ack = await callee.of("INVITE")[0].acked
+        self.assertIsNotNone(ack)
+        self.assertEqual([data.split(b" ", 1)[0] for data in dropped], [b"ACK"])
+
+    async def test_second_final_response_refused(self) -> None:
+        """
+        A second final response to an INVITE raises L{LocalProtocolError}
+        rather than starting a second, never-ending round of 2xx
+        retransmissions.
+        """
+        a, b = make_stack(self), make_stack(self)
+        await a.listen("udp:0:interface=127.0.0.1")
+        peer = await b.listen("udp:0:interface=127.0.0.1")
+        refused: list[LocalProtocolError] = []
+        answered: list[IncomingRequest] = []
+
+        def twice(incoming: IncomingRequest) -> None:
+            answered.append(incoming)
+            incoming.respond(200)
+            try:
+                incoming.respond(200)
+            except LocalProtocolError as error:
+                refused.append(error)
+
+        b.on_request(twice)
+        invite = build_request(
+            "INVITE", f"sip:bob@{peer}", from_="<sip:a@example.com>", to="<sip:b@example.com>", contact=a.contact()
+        )
+        result = await a.request(invite)
+        self.assertEqual(result.status, 200)
+        self.assertEqual(len(refused), 1)
+        self.assertIsNotNone(await answered[0].acked)
+
+
+class MemoryTests(TestCase):
+    """
+    Finished transactions are freed by reference counting, not left to the
+    cyclic garbage collector, whose full collections cost time in
+    proportion to everything alive (thousands of transactions linger in
+    Timers J and M).
+    """
+
+    async def test_no_reference_cycles(self) -> None:
+        """
+        Over TCP, a non-INVITE client and server transaction end with the
+        final response (Timers J and K are zero); with the cyclic collector
+        off, both are gone once the result is in.
+        """
+        self.addCleanup(gc.enable)
+        a, b = make_stack(self), make_stack(self)
+        await a.listen("tcp:0:interface=127.0.0.1")
+        peer = await b.listen("tcp:0:interface=127.0.0.1")
+        served: list[weakref.ref[Any]] = []
+
+        def answer(incoming: IncomingRequest) -> Response:
+            served.append(weakref.ref(incoming.transaction))
+            return incoming.response(200)
+
+        b.on_request(answer)
+        request = build_request(
+            "OPTIONS", f"sip:bob@{peer};transport=tcp", from_="<sip:a@example.com>", to="<sip:b@example.com>"
+        )
+        gc.collect()
+        gc.disable()
+        pending = a.request(request)
+        (sent,) = a._manager.client_transactions
+        sending = weakref.ref(sent)
+        del sent
+        result = await pending
+        self.assertEqual(result.status, 200)
+        await wait_for(lambda: len(b._manager) == 0 and len(a._manager) == 0, "the transactions to end")
+        self.assertEqual([served[0](), sending()], [None, None])
 
 
 class ShutdownTests(TestCase):

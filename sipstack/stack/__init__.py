@@ -1,0 +1,39 @@
+# -*- test-case-name: tests.test_stack -*-
+"""
+L{SIPStack}: the API for Twisted applications.
+
+It wires the L{TransportLayer} (sockets), the sans-IO L{TransactionManager}
+(RFC 3261 section 17) and the reactor as the clock, and plays the parts of
+RFC 3261 a user agent core plays around them:
+
+  - C{request(request)} sends a request through a client transaction and
+    fires with a L{RequestResult}: the final response (a 408 when Timer B or
+    F fired, a 503 when the transport failed, RFC 3261 section 8.1.3.1,
+    told apart by C{synthesized}), the provisional ones, the hop's security
+    state, and for a 2xx to an INVITE the L{Dialog} it created, whose ACK the
+    stack sends and resends (section 13.2.2.4).
+  - C{on_request(handler)} installs the UAS core: each new request becomes an
+    L{IncomingRequest} answered through its server transaction, by the
+    handler's return value (a L{Response}, or a Deferred of one); 100 Trying
+    goes out for an INVITE whose handler is slow (section 8.2.6.1), a 2xx to
+    an INVITE is retransmitted until its ACK (section 13.3.1.4), and CANCEL
+    is answered here (200, and 487 to the INVITE; section 9.2).
+  - C{close()} refuses new requests with 503 and lets open transactions reach
+    their final response before the sockets close.
+
+Where a request goes is decided by C{_transport.plan_destination}, a
+stand-in for the RFC 3263 planner: the Request-URI (or a loose first Route),
+IP literal or a name resolved by the reactor, TLS for C{sips:} or
+C{transport=tls}.
+
+The modules behind it: C{_stack} (L{SIPStack}: wiring, dispatch of what the
+transaction manager reports, shutdown), C{_client} (the TU of each request
+sent), C{_server} (L{IncomingRequest}) and C{_transport} (destinations, and
+each transaction's sends).
+"""
+
+from sipstack.stack._client import RequestResult
+from sipstack.stack._server import IncomingRequest, RequestHandler, StrayHandler
+from sipstack.stack._stack import SIPStack
+
+__all__ = ["SIPStack", "RequestResult", "IncomingRequest", "RequestHandler", "StrayHandler"]

@@ -1,0 +1,230 @@
+# -*- test-case-name: tests.test_stack -*-
+"""
+The server side of L{SIPStack<sipstack.stack.SIPStack>}: each new request
+becomes an L{IncomingRequest}, answered through its server transaction by
+the application's handler (RFC 3261 section 8.2), with 100 Trying for a
+slow INVITE (section 8.2.6.1), 487 when a CANCEL ends it (section 9.2), and
+a 2xx to an INVITE retransmitted until its ACK (section 13.3.1.4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from sipstack.dialog import Dialog
+from sipstack.errors import LocalProtocolError
+from sipstack.hop import HopSecurity, TransportKind
+from sipstack.message import Request, Response, build_response, new_tag
+from sipstack.message.envelope import Received
+from sipstack.stack._transport import StackTransport
+from sipstack.transaction import InviteServerTransaction, ServerTransaction, TransactionState
+
+if TYPE_CHECKING:
+    from sipstack.stack._stack import SIPStack
+
+__all__ = ["TRYING_DELAY", "IncomingRequest", "RequestHandler", "StrayHandler"]
+
+#: How long an INVITE handler may take before the stack sends 100 Trying
+#: (RFC 3261 section 17.2.1: "if the TU will not generate a provisional
+#: response within 200 ms").
+TRYING_DELAY = 0.2
+
+
+class IncomingRequest:
+    """
+    A request the stack received, and the way to answer it (through its
+    server transaction, RFC 3261 section 17.2).
+
+    @ivar request: the request (its top Via stamped with C{received}/C{rport}).
+    @ivar received: the envelope it came in: flow and hop security.
+    @ivar transaction: its server transaction.
+    @ivar to_tag: the To tag every response to it carries, so that a 180
+        and the 200 that follows it belong to one dialog (section 12.1.1).
+    @ivar cancelled: fires (with L{None}) when a CANCEL ended the request
+        with 487 (section 9.2); never fires otherwise.
+    @ivar acked: for an INVITE answered with a 2xx, fires with its ACK, or
+        with L{None} if none came within 64*T1 (section 13.3.1.4).
+    @ivar dialog: for an INVITE answered with a 2xx, the dialog it created.
+    """
+
+    _log = Logger()
+
+    def __init__(self, stack: SIPStack, received: Received, transaction: ServerTransaction, transport: StackTransport):
+        assert isinstance(received.message, Request)
+        self.stack = stack
+        self.request: Request = received.message
+        self.received = received
+        self.transaction = transaction
+        self.to_tag = self.request.to.tag or new_tag()
+        self.cancelled: Deferred[None] = Deferred()
+        self.acked: Deferred[Request | None] = Deferred()
+        self.dialog: Dialog | None = None
+        self.final: Response | None = None
+        self._transport = transport
+        self._calls: dict[str, IDelayedCall] = {}
+        self._interval = stack.config.timers.t1
+
+    @property
+    def security(self) -> HopSecurity:
+        """How the hop the request came over was protected."""
+        return self.received.security
+
+    def response(
+        self,
+        status: int,
+        reason: str | None = None,
+        *,
+        headers: tuple[tuple[str, str], ...] = (),
+        body: bytes = b"",
+        content_type: str | None = None,
+    ) -> Response:
+        """
+        A response to the request (RFC 3261 section 8.2.6) with this
+        request's To tag; for an INVITE's 101-299 responses, our Contact
+        when C{headers} has none (section 12.1.1).
+        """
+        extra = list(headers)
+        if (
+            self.request.method == "INVITE"
+            and 100 < status < 300
+            and not any(name.lower() in ("contact", "m") for name, _ in extra)
+        ):
+            contact = self.stack.contact(self.received.flow.transport, default=None)
+            if contact is not None:
+                extra.append(("Contact", str(contact)))
+        response = build_response(self.request, status, reason, to_tag=self.to_tag, headers=extra)
+        return response.with_body(body, content_type) if body or content_type else response
+
+    def respond(self, response: Response | int) -> None:
+        """
+        Send a response through the server transaction: provisional ones
+        any number of times, then one final one.
+
+        A final response after the request was cancelled is dropped (the
+        487 went out already).
+
+        @raise LocalProtocolError: a second final response, or one the
+            transaction's state does not allow.
+        """
+        if isinstance(response, int):
+            response = self.response(response)
+        if self.final is not None:
+            if self.cancelled.called:
+                return
+            raise LocalProtocolError(f"{self.request.method} was answered already with {self.final.status}")
+        self.transaction.respond(response)
+        if response.status < 200:
+            return
+        self.final = response
+        self._cancel_call("trying")
+        if self.request.method == "INVITE" and response.status < 300:
+            self._accepted(response)
+
+    def _serve(self, handler: RequestHandler | None, *, closing: bool) -> None:
+        """
+        Answer the request: 503 while the stack closes, 501 without a
+        handler, else what the handler returns; 100 Trying goes out for an
+        INVITE whose handler answers later (RFC 3261 section 8.2.6.1).
+        """
+        if closing:
+            self.respond(self.response(503))
+            return
+        if handler is None:
+            self.respond(self.response(501))
+            return
+        try:
+            result = handler(self)
+        except Exception:
+            self._failed(Failure())  # type: ignore[no-untyped-call]  # Failure() is unannotated in Twisted 26.10
+            return
+        if isinstance(result, Deferred):
+            if self.request.method == "INVITE" and self.final is None:
+                self._calls["trying"] = self.stack.reactor.callLater(TRYING_DELAY, self._send_trying)
+            result.addCallbacks(self._finish, self._failed)
+        else:
+            self._finish(result)
+
+    def _accepted(self, response: Response) -> None:
+        """Keep the 2xx alive until its ACK (RFC 3261 section 13.3.1.4)."""
+        over_tls = self.received.flow.transport is TransportKind.TLS
+        self.dialog = Dialog.from_uas(self.request, response, over_tls=over_tls)
+        self.stack._awaiting_ack[(self.request.call_id, self.request.cseq.number, self.to_tag)] = self
+        # Over every transport, reliable or not: a proxy further on may
+        # forward it over UDP ("independent of whatever transport protocols
+        # are used to send the response", section 13.3.1.4).
+        reactor = self.stack.reactor
+        self._calls["2xx"] = reactor.callLater(self._interval, self._retransmit)
+        self._calls["ack"] = reactor.callLater(64 * self.stack.config.timers.t1, self._ack_timeout)
+
+    def _retransmit(self) -> None:
+        self._interval = min(self._interval * 2, self.stack.config.timers.t2)
+        self._calls["2xx"] = self.stack.reactor.callLater(self._interval, self._retransmit)
+        if self.received.flow.transport.reliable:
+            # A stream has no datagram to repeat: pass the 2xx to it again.
+            assert self.final is not None
+            self._transport.send(self.final)
+        else:
+            self._transport.resend()
+
+    def _ack_timeout(self) -> None:
+        del self._calls["ack"]
+        self._log.info("No ACK for the 2xx to {call_id}", call_id=self.request.call_id)
+        self._acknowledged(None)
+
+    def _acknowledged(self, ack: Request | None) -> None:
+        self.stack._awaiting_ack.pop((self.request.call_id, self.request.cseq.number, self.to_tag), None)
+        self._cancel_call("2xx")
+        self._cancel_call("ack")
+        if not self.acked.called:
+            self.acked.callback(ack)
+
+    def _cancel_call(self, name: str) -> None:
+        call = self._calls.pop(name, None)
+        if call is not None and call.active():
+            call.cancel()
+
+    def _send_trying(self) -> None:
+        self._calls.pop("trying", None)
+        if isinstance(self.transaction, InviteServerTransaction):
+            self.transaction.send_trying()
+
+    def _cancel(self) -> None:
+        """A CANCEL matched: 487 unless a final response went out (RFC 3261 section 9.2)."""
+        if self.final is None and self.transaction.state is TransactionState.PROCEEDING:
+            self.respond(self.response(487))
+            self.cancelled.callback(None)
+
+    def _finish(self, result: Response | None) -> None:
+        """What the handler returned: answer with it, unless already answered."""
+        if self.transaction.terminated or (self.final is not None and result is None):
+            return
+        if result is None:
+            self._log.error("The handler answered {method} with nothing", method=self.request.method)
+            result = self.response(500)
+        elif self.final is not None and self.cancelled.called:
+            return
+        self.respond(result)
+
+    def _failed(self, failure: Failure) -> None:
+        self._log.failure("The request handler failed on {method}", failure, method=self.request.method)
+        if not self.transaction.terminated and self.final is None:
+            self.respond(self.response(500))
+
+    def _stop(self) -> None:
+        for name in list(self._calls):
+            self._cancel_call(name)
+
+
+#: What answers requests: given the L{IncomingRequest}, returns the final
+#: response, a Deferred of it, or L{None} once it answered through
+#: L{IncomingRequest.respond}.
+RequestHandler = Callable[[IncomingRequest], "Response | Deferred[Response | None] | None"]
+#: What sees messages no transaction took: stray responses and ACKs of 2xx
+#: responses that belong to no INVITE we answered (a proxy forwards them).
+StrayHandler = Callable[[Received], None]

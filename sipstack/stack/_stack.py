@@ -1,0 +1,317 @@
+# -*- test-case-name: tests.test_stack -*-
+"""
+L{SIPStack}: the transport layer, the transaction manager and the reactor
+wired together, with the user agent core around them (see
+L{sipstack.stack}).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+
+from sipstack.config import StackConfig
+from sipstack.dialog import Dialog
+from sipstack.errors import LocalProtocolError, RemoteProtocolError
+from sipstack.hop import Peer, TransportKind
+from sipstack.message import NameAddress, Request, Response, build_response
+from sipstack.message.envelope import Received, Sent
+from sipstack.message.message import Message
+from sipstack.message.uri import SIPURI
+from sipstack.message.via import Via
+from sipstack.routing.via import new_branch
+from sipstack.stack._client import ClientRequest, RequestResult, request_id
+from sipstack.stack._server import IncomingRequest, RequestHandler, StrayHandler
+from sipstack.stack._transport import StackTransport, plan_destination, response_of
+from sipstack.transaction import InviteServerTransaction, ServerTransaction, TransactionState
+from sipstack.transaction.events import (
+    AckReceived,
+    CancelReceived,
+    MergedRequest,
+    RequestReceived,
+    StrayResponse,
+)
+from sipstack.transaction.manager import TransactionManager
+from sipstack.transport.layer import TransportLayer
+
+__all__ = ["SIPStack"]
+
+
+class SIPStack:
+    """
+    A SIP stack for one Twisted application: listeners, transactions, and
+    the user agent core around them.
+
+    @ivar reactor: the reactor (also the clock of every timer).
+    @ivar config: the limits, timers and TLS policy.
+    """
+
+    _log = Logger()
+
+    def __init__(self, reactor: Any, *, config: StackConfig | None = None, trust_root: bytes | None = None) -> None:
+        """
+        @param reactor: provides C{IReactorTCP}, C{IReactorUDP},
+            C{IReactorSSL}, C{IReactorTime} and C{IReactorPluggableNameResolver}.
+        @param config: the configuration; the defaults if L{None}.
+        @param trust_root: PEM CA certificates TLS peers are checked against;
+            L{None} for the platform's trust store.
+        """
+        self.reactor = reactor
+        self.config = config if config is not None else StackConfig()
+        self._layer = TransportLayer(reactor, self._received, limits=self.config.limits, trust_root=trust_root)
+        self._manager = TransactionManager(clock=reactor, timers=self.config.timers, server_user=self)
+        self._handler: RequestHandler | None = None
+        self._stray: StrayHandler | None = None
+        self._listeners: dict[TransportKind, Peer] = {}
+        self._incoming: dict[ServerTransaction, IncomingRequest] = {}
+        self._invites: dict[tuple[str, int, str | None], ClientRequest] = {}
+        self._awaiting_ack: dict[tuple[str, int, str], IncomingRequest] = {}
+        self._receiving: Received | None = None
+        self._closing = False
+
+    # Set-up
+
+    def listen(self, description: str) -> Deferred[Peer]:
+        """
+        Listen on C{udp:5060}, C{tcp:5060:interface=::1},
+        C{tls:5061:certKey=cert.pem:privateKey=key.pem}... (see
+        L{sipstack.transport.descriptions}).
+
+        @return: a Deferred firing with the address bound.
+        @raise ValueError: a malformed description.
+        """
+        listening = self._layer.listen(description)
+
+        def bound(peer: Peer) -> Peer:
+            kind = TransportKind(description.split(":", 1)[0].upper())
+            self._listeners.setdefault(kind, peer)
+            return peer
+
+        return listening.addCallback(bound)
+
+    def on_request(self, handler: RequestHandler) -> None:
+        """Answer every new request with C{handler} (replacing the previous one)."""
+        self._handler = handler
+
+    def on_stray(self, handler: StrayHandler | None) -> None:
+        """See stray responses and unmatched ACKs with C{handler} (by default they are dropped)."""
+        self._stray = handler
+
+    def contact(self, transport: TransportKind = TransportKind.UDP, *, default: Any = LocalProtocolError) -> Any:
+        """
+        Our Contact for C{transport}: the address of its first listener (RFC
+        3261 section 8.1.1.8), e.g. C{<sip:127.0.0.1:5060;transport=tcp>}.
+
+        @param default: returned when there is no such listener; by default
+            L{LocalProtocolError} is raised instead.
+        """
+        peer = self._listeners.get(transport)
+        if peer is None:
+            if default is LocalProtocolError:
+                raise LocalProtocolError(f"no {transport.value} listener")
+            return default
+        host = f"[{peer.host}]" if ":" in peer.host else peer.host
+        uri = SIPURI("sip", host, port=peer.port)
+        if transport is not TransportKind.UDP:
+            uri = uri.with_param("transport", transport.value.lower())
+        return NameAddress(uri)
+
+    # Client side
+
+    def request(
+        self,
+        request: Request,
+        *,
+        on_provisional: Callable[[Response], object] | None = None,
+        auto_ack: bool = True,
+    ) -> Deferred[RequestResult]:
+        """
+        Send C{request} through a client transaction (RFC 3261 section 17.1)
+        and fire with its L{RequestResult}; the Deferred never fails for a
+        network reason (a timeout is a 408, a transport failure a 503).
+
+        A request without a Via gets one with a new branch (section
+        8.1.1.7), and Max-Forwards and Content-Length when missing.  The ACK
+        of a 2xx to an INVITE is sent (and resent for each retransmitted
+        2xx) unless C{auto_ack} is false; then the application builds it
+        with C{result.dialog.create_request("ACK")} and sends it with
+        L{send_ack}.
+
+        @param on_provisional: called with each 1xx response as it arrives.
+        @raise LocalProtocolError: the stack is closing, the request is an
+            ACK (use L{send_ack}), or its Via has no RFC 3261 branch.
+        """
+        if self._closing:
+            raise LocalProtocolError("the stack is closing")
+        if request.method == "ACK":
+            raise LocalProtocolError("an ACK has no transaction: use send_ack")
+        prepared = self._prepare(request)
+        client = ClientRequest(self, prepared, on_provisional, auto_ack)
+        plan_destination(self.reactor, prepared).addCallbacks(client.start, client.plan_failed).addErrback(
+            lambda failure: client.result.errback(failure) if not client.result.called else None
+        )
+        return client.result
+
+    def cancel(self, request: Request) -> Deferred[RequestResult]:
+        """
+        Cancel an INVITE sent with L{request} (RFC 3261 section 9.1): the
+        CANCEL goes once a provisional response arrived (or at once, if the
+        final one did already); fires with the CANCEL's own result.  The
+        INVITE's result then usually is a 487.
+
+        @raise LocalProtocolError: no INVITE transaction of ours matches.
+        """
+        client = self._invites.get(request_id(request))
+        if client is None:
+            raise LocalProtocolError("no INVITE transaction to cancel")
+        return client.cancel()
+
+    def send_ack(self, dialog: Dialog, *, body: bytes = b"", content_type: str | None = None) -> Deferred[Sent]:
+        """
+        Send the ACK of a 2xx within C{dialog} (when C{request(...,
+        auto_ack=False)} was used).  While the INVITE's transaction lives,
+        the stack sends this ACK again for each retransmission of the 2xx
+        (RFC 3261 section 13.2.2.4).
+        """
+        ack = self._prepare(dialog.create_request("ACK", body=body, content_type=content_type))
+        sending = self._send_outside(ack)
+        client = self._invites.get((dialog.id.call_id, dialog.invite_cseq or 0, dialog.id.local_tag))
+        if client is not None:
+            transport = client.acks[dialog.id.remote_tag] = StackTransport(self._layer, self._send_ack_again)
+
+            def keep(sent: Sent) -> Sent:
+                transport.sent = sent
+                return sent
+
+            sending.addCallback(keep)
+        return sending
+
+    def _send_outside(self, message: Message) -> Deferred[Sent]:
+        """Send a request that has no transaction (an ACK of a 2xx)."""
+        assert isinstance(message, Request)
+        return plan_destination(self.reactor, message).addCallback(
+            lambda destination: self._layer.send_request(message, destination)
+        )
+
+    def _send_ack_again(self, message: Message, previous: Sent | None) -> Deferred[Sent]:
+        """Send an ACK of a 2xx through a L{StackTransport}, which then resends it for each retransmitted 2xx."""
+        return self._send_outside(message)
+
+    def _prepare(self, request: Request) -> Request:
+        headers = request.headers
+        if "via" not in headers:
+            request = request.with_top_via(Via("UDP", "invalid.invalid", params=(("branch", new_branch()),)))
+        if "max-forwards" not in headers:
+            request = request.replace(headers=request.headers.with_added("Max-Forwards", "70"))
+        if "content-length" not in headers:
+            request = request.with_body(request.body)
+        return request
+
+    # Receiving
+
+    def _received(self, received: Received) -> None:
+        message = received.message
+        try:
+            if isinstance(message, Response):
+                self._receiving = received
+                try:
+                    if isinstance(self._manager.receive_response(message), StrayResponse):
+                        self._pass_stray(received)
+                finally:
+                    self._receiving = None
+                return
+            self._receive_request(message, received)
+        except RemoteProtocolError as error:
+            self._log.warn("Dropped a message from {peer}: {reason}", peer=received.source, reason=error.reason)
+
+    def _receive_request(self, request: Request, received: Received) -> None:
+        transport = StackTransport(
+            self._layer, lambda message, _: self._layer.send_response(response_of(message), received.flow)
+        )
+        outcome = self._manager.receive_request(request, reliable=received.flow.transport.reliable, transport=transport)
+        if isinstance(outcome, RequestReceived):
+            transport.bind(outcome.transaction)
+            incoming = IncomingRequest(self, received, outcome.transaction, transport)
+            self._incoming[outcome.transaction] = incoming
+            incoming._serve(self._handler, closing=self._closing)
+        elif isinstance(outcome, CancelReceived):
+            transport.bind(outcome.transaction)
+            target = self._incoming.get(outcome.target) if outcome.target is not None else None
+            if target is None:
+                outcome.transaction.respond(build_response(request, 481))
+                return
+            outcome.transaction.respond(build_response(request, 200, to_tag=target.to_tag))
+            target._cancel()
+        elif isinstance(outcome, MergedRequest):
+            transport.bind(outcome.transaction)
+            outcome.transaction.respond(outcome.response)
+        elif isinstance(outcome, AckReceived):
+            key = (request.call_id, request.cseq.number, request.to.tag or "")
+            waiting = self._awaiting_ack.get(key)
+            if waiting is not None:
+                waiting._acknowledged(request)
+            else:
+                self._pass_stray(received)
+
+    def _pass_stray(self, received: Received) -> None:
+        if self._stray is not None:
+            self._stray(received)
+        else:
+            self._log.debug("Dropped a stray message from {peer}", peer=received.source)
+
+    # ServerTransactionUser
+
+    def ack_received(self, transaction: InviteServerTransaction, ack: Request) -> None:
+        """Not called: the manager reports ACKs as events."""
+
+    def timed_out(self, transaction: ServerTransaction) -> None:
+        """Timer H: the ACK of a 300-699 response never came."""
+        self._log.info("No ACK for the {method} final response", method=transaction.request.method)
+
+    def transport_failed(self, transaction: ServerTransaction) -> None:
+        """A response could not be sent."""
+        self._log.info("Could not send a response to {method}", method=transaction.request.method)
+
+    def terminated(self, transaction: ServerTransaction) -> None:
+        """Forget the request of a terminated server transaction."""
+        incoming = self._incoming.pop(transaction, None)
+        if incoming is not None:
+            incoming._cancel_call("trying")
+
+    # Shutdown
+
+    @property
+    def busy(self) -> bool:
+        """Whether a transaction still waits for its final response, or a 2xx for its ACK."""
+        waiting = (TransactionState.CALLING, TransactionState.TRYING, TransactionState.PROCEEDING)
+        manager = self._manager
+        return (
+            any(t.state in waiting for t in manager.client_transactions)
+            or any(t.state in waiting for t in manager.server_transactions)
+            or bool(self._awaiting_ack)
+        )
+
+    def close(self, grace: float = 32.0) -> Deferred[None]:
+        """
+        Shut down gracefully: refuse new requests (503) and new
+        L{request}s, wait up to C{grace} seconds until no transaction waits
+        for a final response (nor a 2xx for its ACK), then end every
+        transaction and close every socket.
+        """
+        return Deferred.fromCoroutine(self._close(grace))
+
+    async def _close(self, grace: float) -> None:
+        self._closing = True
+        deadline = self.reactor.seconds() + grace
+        while self.busy and self.reactor.seconds() < deadline:
+            await deferLater(self.reactor, min(0.02, max(0.0, deadline - self.reactor.seconds())))
+        for incoming in list(self._incoming.values()):
+            incoming._stop()
+        for incoming in list(self._awaiting_ack.values()):
+            incoming._acknowledged(None)
+        self._manager.abort_all()
+        await self._layer.close()
