@@ -136,10 +136,11 @@ class DialogId:
         The ID of the dialog a received request belongs to: its To tag is
         ours (RFC 3261 section 12.2.2); L{None} without a To tag.
         """
-        local, remote = request.to.tag, request.from_.tag
-        if local is None or remote is None:
+        local = request.to.tag
+        if local is None:
             return None
-        return cls(request.call_id, local, remote)
+        # A peer without a From tag (RFC 2543) has the null tag (section 12.1.1).
+        return cls(request.call_id, local, request.from_.tag or "")
 
 
 class Dialog:
@@ -205,14 +206,16 @@ class Dialog:
         @param request: the request as sent (INVITE, SUBSCRIBE...).
         @param response: the 2xx (or 1xx with a To tag) that created it.
         @param over_tls: whether the request went over TLS.
-        @raise LocalProtocolError: the response has no To tag or the request
-            no From tag, so there is no dialog.
+        A response without a To tag (an RFC 2543 peer) has the null tag
+        (section 12.1.2: "the tag is considered to have a value of null").
+
+        @raise LocalProtocolError: our request has no From tag.
         @raise sipstack.errors.RemoteProtocolError: a header it reads is
             malformed.
         """
-        local_tag, remote_tag = request.from_.tag, response.to.tag
-        if local_tag is None or remote_tag is None:
-            raise LocalProtocolError("a dialog needs a From tag and a To tag (RFC 3261 section 12.1.2)")
+        local_tag, remote_tag = request.from_.tag, response.to.tag or ""
+        if local_tag is None:
+            raise LocalProtocolError("a dialog needs our From tag (RFC 3261 section 8.1.1.3)")
         routes = tuple(reversed(response.record_routes))
         return cls(
             id=DialogId(request.call_id, local_tag, remote_tag),
@@ -240,18 +243,22 @@ class Dialog:
         @param over_tls: whether the request arrived over TLS.
         @param rng: picks the first local sequence number; L{None} for the
             system's randomness.
-        @raise LocalProtocolError: either tag is missing.
+        A request without a From tag (an RFC 2543 peer) has the null tag
+        (section 12.1.1), and one without a Contact is reached at its From
+        URI, as RFC 2543 did.
+
+        @raise LocalProtocolError: our response has no To tag.
         @raise sipstack.errors.RemoteProtocolError: a header it reads is
             malformed.
         """
-        local_tag, remote_tag = response.to.tag, request.from_.tag
-        if local_tag is None or remote_tag is None:
-            raise LocalProtocolError("a dialog needs a From tag and a To tag (RFC 3261 section 12.1.1)")
+        local_tag, remote_tag = response.to.tag, request.from_.tag or ""
+        if local_tag is None:
+            raise LocalProtocolError("a dialog needs our To tag (RFC 3261 section 8.2.6.2)")
         return cls(
             id=DialogId(request.call_id, local_tag, remote_tag),
             local_uri=request.to.without_param("tag"),
             remote_uri=request.from_.without_param("tag"),
-            remote_target=_contact_uri(request, fallback=None),
+            remote_target=_contact_uri(request, fallback=request.from_.uri),
             route_set=tuple(request.record_routes),
             local_cseq=None,
             remote_cseq=request.cseq.number,
@@ -373,10 +380,6 @@ def _first_contact(message: Request | Response) -> NameAddress | None:
     return None
 
 
-def _contact_uri(message: Request | Response, fallback: URI | None) -> URI:
+def _contact_uri(message: Request | Response, fallback: URI) -> URI:
     contact = _first_contact(message)
-    if contact is not None:
-        return contact.uri
-    if fallback is None:
-        raise LocalProtocolError("a dialog needs the peer's Contact (RFC 3261 section 12.1.1)")
-    return fallback
+    return contact.uri if contact is not None else fallback

@@ -115,10 +115,17 @@ class UACDialogTests(SynchronousTestCase):
         self.assertFalse(Dialog.from_uac(invite, _ok(invite), over_tls=False).secure)
 
     def test_no_tag(self) -> None:
-        """A 2xx without a To tag creates no dialog."""
+        """
+        A 2xx without a To tag (an RFC 2543 peer) makes a dialog with the null
+        remote tag (RFC 3261 section 12.1.2); our own request without a From
+        tag is a local error.
+        """
         invite = _invite()
         response = _ok(invite).replace(headers=_ok(invite).headers.with_replaced("To", "<sip:bob@b.example.com>"))
-        self.assertRaises(LocalProtocolError, Dialog.from_uac, invite, response)
+        dialog = Dialog.from_uac(invite, response)
+        self.assertEqual(dialog.id.remote_tag, "")
+        untagged = invite.replace(headers=invite.headers.with_replaced("From", "<sip:alice@a.example.com>"))
+        self.assertRaises(LocalProtocolError, Dialog.from_uac, untagged, _ok(invite))
 
     def test_cancel_refused(self) -> None:
         """CANCEL is not built within a dialog, and ACK needs an INVITE."""
@@ -139,6 +146,18 @@ class UACDialogTests(SynchronousTestCase):
 
 class UASDialogTests(SynchronousTestCase):
     """The callee's dialog, from the INVITE and its own 2xx (RFC 3261 section 12.1.1)."""
+
+    def test_rfc2543_peer(self) -> None:
+        """
+        An INVITE without a From tag or a Contact (an RFC 2543 peer) makes a
+        dialog with the null remote tag, reached at its From URI.
+        """
+        invite = _invite()
+        headers = invite.headers.without("Contact").with_replaced("From", "<sip:alice@atlanta.example.com>")
+        old = invite.replace(headers=headers)
+        dialog = Dialog.from_uas(old, _ok(old))
+        self.assertEqual(dialog.id.remote_tag, "")
+        self.assertEqual(str(dialog.remote_target), "sip:alice@atlanta.example.com")
 
     def test_state(self) -> None:
         """Tags swapped, route set in order, remote target from the request's Contact, remote CSeq set."""
