@@ -155,10 +155,6 @@ def _fault(
     return error_class(reason, status, action=action, request_fields=fields)
 
 
-def _content_length(headers: Headers) -> str | None:
-    return headers.get("content-length")
-
-
 def parse_datagram(
     data: bytes, limits: Limits = DEFAULT_LIMITS, *, uri_schemes: frozenset[str] = DEFAULT_URI_SCHEMES
 ) -> Message | None:
@@ -189,7 +185,7 @@ def parse_datagram(
     fields = headers.fields
     if len(data) > limits.max_message_bytes:
         raise _fault("Message too large", 513, answerable, tuple(fields), error_class=MessageTooLarge)
-    length_text = _content_length(headers)
+    length_text = headers.get("content-length")
     if length_text is not None:
         # RFC 3261 section 18.3: bytes after the body are discarded; a body
         # shorter than Content-Length is an error (400 for a request).
