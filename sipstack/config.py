@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-__all__ = ["Limits", "TimerValues", "TLSPolicy", "StackConfig"]
+__all__ = ["Limits", "TimerValues", "TLSPolicy", "TLSFirstSettings", "StackConfig"]
 
 
 def _require_positive(owner: object, **values: float) -> None:
@@ -122,6 +122,55 @@ class TLSPolicy(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TLSFirstSettings:
+    """
+    The knobs of TLS-first target selection (docs/tls-first.md).
+
+    @ivar probe_5061: with no NAPTR and no SRV records, try TLS on port 5061
+        of the A/AAAA addresses before TCP/UDP on 5060.
+    @ivar override_explicit_transport: try TLS to C{host:5061} first even when
+        the URI names a transport or a port (off: such a URI is obeyed as
+        RFC 3263 says).
+    @ivar allow_udp_fallback: after every stream target failed, a C{sip:}
+        request may go over UDP (opportunistic and rfc3263 policies only).
+    @ivar negative_ttl: seconds a "no TLS at this target" entry is believed.
+    @ivar negative_entries: the most entries the negative cache keeps.
+    @ivar pin_ttl: seconds a "TLS worked here" pin lasts; while it does, a TLS
+        failure at that target is an error, not a downgrade.
+    @ivar pin_entries: the most pins kept.
+    @ivar attempt_delay: seconds between happy-eyeballs connection attempts
+        to the addresses of one target (RFC 8305 suggests 0.25).
+    @ivar via_authenticated_param: add the C{;x-sipstack-tls=authenticated}
+        Via parameter on hops whose TLS peer was authenticated (off by
+        default: docs/tls-first.md, "The Via answer").
+    @ivar record_route_tls_hint: a proxy reachable over TLS adds the
+        C{;x-sipstack-tls-port=N} hint to the URIs it record-routes (off by
+        default: "The Record-Route answer").
+    """
+
+    probe_5061: bool = True
+    override_explicit_transport: bool = False
+    allow_udp_fallback: bool = True
+    negative_ttl: float = 3600.0
+    negative_entries: int = 4096
+    pin_ttl: float = 86400.0
+    pin_entries: int = 4096
+    attempt_delay: float = 0.25
+    via_authenticated_param: bool = False
+    record_route_tls_hint: bool = False
+
+    def __post_init__(self) -> None:
+        _require_positive(
+            self,
+            negative_ttl=self.negative_ttl,
+            negative_entries=self.negative_entries,
+            pin_ttl=self.pin_ttl,
+            pin_entries=self.pin_entries,
+            attempt_delay=self.attempt_delay,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StackConfig:
     """
     Everything a stack instance is configured with.
@@ -130,3 +179,4 @@ class StackConfig:
     limits: Limits = field(default_factory=Limits)
     timers: TimerValues = field(default_factory=TimerValues)
     tls_policy: TLSPolicy = TLSPolicy.OPPORTUNISTIC
+    tls_first: TLSFirstSettings = field(default_factory=TLSFirstSettings)

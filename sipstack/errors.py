@@ -33,6 +33,7 @@ __all__ = [
     "TimedOut",
     "TransportFailed",
     "RoutingError",
+    "LookupFailed",
     "StoreError",
     "InvalidValue",
 ]
@@ -169,6 +170,14 @@ class TransportFailed(TransactionError):
 
 class RoutingError(SIPError):
     """No usable destination could be found for a request."""
+
+
+class LookupFailed(RoutingError):
+    """
+    A DNS lookup failed (server failure, refusal, timeout): unlike NXDOMAIN or
+    an empty answer, which are results, this says nothing about what exists,
+    so RFC 3263 planning must not act as if the records were absent.
+    """
 
 
 class StoreError(SIPError):
