@@ -10,6 +10,7 @@ core never imports it.
 
 from sipstack.transport.certificates import ensure_certificate, generate_self_signed
 from sipstack.transport.descriptions import ListenerDescription, parse_listener
+from sipstack.transport.dns import DNSCache, DNSResolver
 from sipstack.transport.identity import matches_sip_domain, sip_identities
 from sipstack.transport.layer import TransportLayer
 from sipstack.transport.stream import ConnectionLimitExceeded
@@ -23,4 +24,6 @@ __all__ = [
     "ensure_certificate",
     "sip_identities",
     "matches_sip_domain",
+    "DNSResolver",
+    "DNSCache",
 ]
