@@ -1,8 +1,20 @@
 """
-Where messages go: the pure rules of RFC 3261 section 18 and RFC 3581 (and,
-later, RFC 3263 target planning).  No I/O here.
+Where messages go: the pure rules of RFC 3261 section 18 and RFC 3581, and
+RFC 3263 server location planned against an injected resolver.  No I/O here.
 """
 
+from sipstack.routing.locate import (
+    SUPPORTED,
+    NoTargets,
+    NoTargetsLookupFailed,
+    Randomness,
+    locate_response,
+    locate_server,
+    next_hop_uri,
+    order_srv,
+)
+from sipstack.routing.plan import Lookup, Plan, Target, TargetSource
+from sipstack.routing.resolver import AddressFamily, AddressRecord, NAPTRRecord, Resolver, SRVRecord
 from sipstack.routing.via import (
     BRANCH_COOKIE,
     UDP_SIZE_LIMIT,
@@ -17,6 +29,23 @@ from sipstack.routing.via import (
 )
 
 __all__ = [
+    "SUPPORTED",
+    "NoTargets",
+    "NoTargetsLookupFailed",
+    "Randomness",
+    "locate_response",
+    "locate_server",
+    "next_hop_uri",
+    "order_srv",
+    "Lookup",
+    "Plan",
+    "Target",
+    "TargetSource",
+    "AddressFamily",
+    "AddressRecord",
+    "NAPTRRecord",
+    "Resolver",
+    "SRVRecord",
     "BRANCH_COOKIE",
     "UDP_SIZE_LIMIT",
     "ResponseTarget",

@@ -51,6 +51,9 @@ class Target:
     @ivar addresses: IP addresses as text; empty when the host resolved to
         nothing (the target is then skipped, and reported as such).
     @ivar source: the planning step it came from.
+    @ivar order: for a target from NAPTR, the order of its record (RFC 3403):
+        targets of a lower order come first, and the TLS-first preference
+        applies only among targets of one order.  L{None} otherwise.
     """
 
     transport: TransportKind
@@ -58,6 +61,7 @@ class Target:
     port: int
     addresses: tuple[str, ...]
     source: TargetSource
+    order: int | None = None
 
     def peers(self) -> tuple[Peer, ...]:
         """Each address with the port."""
@@ -109,6 +113,20 @@ class Plan:
     targets: tuple[Target, ...]
     lookups: tuple[Lookup, ...] = ()
     explicit_transport: bool = False
+
+    @property
+    def failed_lookups(self) -> tuple[Lookup, ...]:
+        """
+        The lookups that got no answer (L{Lookup.error} set).  Planning went
+        on without them (docs/locating-servers.md says when), so a non-empty
+        value means the plan may lack targets the DNS would have given.
+        """
+        return tuple(lookup for lookup in self.lookups if lookup.error is not None)
+
+    @property
+    def usable(self) -> tuple[Target, ...]:
+        """The targets that have at least one address, in order."""
+        return tuple(target for target in self.targets if target.addresses)
 
     @property
     def authenticated(self) -> bool:
