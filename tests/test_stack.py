@@ -21,73 +21,14 @@ from twisted.internet.utils import getProcessOutputAndValue
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
-from sipstack.config import StackConfig, TimerValues
 from sipstack.dialog import build_request
 from sipstack.errors import LocalProtocolError
 from sipstack.hop import CLEARTEXT, Peer, SecurityState, TransportKind
 from sipstack.message import Request, Response
 from sipstack.stack import IncomingRequest, RequestResult, SIPStack
 from sipstack.testing.certs import CertificateAuthority
+from tests.stack import Callee, lossy, make_stack, record_requests
 from tests.transport._helpers import reactor, sleep, wait_for
-
-FAST = StackConfig(timers=TimerValues(t1=0.05, t2=0.4, t4=0.5))
-
-
-def make_stack(testcase: TestCase, **kwargs: Any) -> SIPStack:
-    """A stack with fast timers, closed (without grace) when the test ends."""
-    kwargs.setdefault("config", FAST)
-    stack = SIPStack(reactor, **kwargs)
-    testcase.addCleanup(stack.close, 0.0)
-    return stack
-
-
-def lossy(stack: SIPStack) -> list[bytes]:
-    """
-    Make C{stack}'s UDP sockets drop the first transmission of every
-    datagram (retransmissions repeat the same bytes and get through); return
-    the list of dropped datagrams.
-    """
-    dropped: list[bytes] = []
-    seen: set[bytes] = set()
-    for protocol in stack._layer._udp:
-        original = protocol.send
-
-        def send(data: bytes, peer: Peer, original: Any = original) -> None:
-            if data not in seen:
-                seen.add(data)
-                dropped.append(data)
-                return
-            original(data, peer)
-
-        protocol.send = send  # type: ignore[method-assign]  # the lossy shim of this test
-    return dropped
-
-
-class _Callee:
-    """
-    A handler that rings, then answers an INVITE with 200 (after C{delay}
-    seconds, or never when C{delay} is L{None}), and answers anything else
-    with 200.
-    """
-
-    def __init__(self, delay: float | None = 0.0) -> None:
-        self.delay = delay
-        self.requests: list[IncomingRequest] = []
-
-    def __call__(self, incoming: IncomingRequest) -> Response | Deferred[Response | None] | None:
-        self.requests.append(incoming)
-        if incoming.request.method != "INVITE":
-            return incoming.response(200)
-        incoming.respond(180)
-        if self.delay == 0.0:
-            return incoming.response(200)
-        answer: Deferred[Response | None] = Deferred()
-        if self.delay is not None:
-            reactor.callLater(self.delay, answer.callback, incoming.response(200))
-        return answer
-
-    def of(self, method: str) -> list[IncomingRequest]:
-        return [incoming for incoming in self.requests if incoming.request.method == method]
 
 
 class _CallTests:
@@ -98,7 +39,7 @@ class _CallTests:
     transport: TransportKind
     scheme = "sip"
 
-    async def stacks(self, callee: _Callee) -> tuple[SIPStack, SIPStack, Peer]:
+    async def stacks(self, callee: Callee) -> tuple[SIPStack, SIPStack, Peer]:
         testcase: Any = self
         options = ""
         kwargs: dict[str, Any] = {}
@@ -141,7 +82,7 @@ class _CallTests:
         the result carries the hop's security state.
         """
         testcase: Any = self
-        callee = _Callee()
+        callee = Callee()
         a, _, peer = await self.stacks(callee)
         provisional: list[int] = []
         result = await a.request(self.invite(a, peer), on_provisional=lambda r: provisional.append(r.status))
@@ -169,13 +110,14 @@ class _CallTests:
         callee sees the cancellation, and its late 200 goes nowhere.
         """
         testcase: Any = self
-        callee = _Callee(delay=None)
+        callee = Callee(delay=None)
         a, _, peer = await self.stacks(callee)
         invite = self.invite(a, peer)
         ringing: Deferred[None] = Deferred()
         pending = a.request(invite, on_provisional=lambda r: ringing.callback(None) if not ringing.called else None)
         await ringing
         cancelled = await a.cancel(invite)
+        assert cancelled is not None
         testcase.assertEqual(cancelled.status, 200)
         result = await pending
         testcase.assertEqual(result.status, 487)
@@ -184,17 +126,20 @@ class _CallTests:
 
     async def test_cancel_after_answer(self) -> None:
         """
-        A CANCEL that arrives after the 200 gets 200 and changes nothing:
-        the call stands and can be hung up.
+        C{cancel()} after the 200 sends nothing (RFC 3261 section 9.1: the
+        CANCEL would be a no-op) and fires with L{None}; the call stands and
+        can be hung up.
         """
         testcase: Any = self
-        callee = _Callee()
+        callee = Callee()
         a, _, peer = await self.stacks(callee)
         invite = self.invite(a, peer)
         result = await a.request(invite)
         testcase.assertEqual(result.status, 200)
+        sent = record_requests(a)
         cancelled = await a.cancel(invite)
-        testcase.assertEqual(cancelled.status, 200)
+        testcase.assertIsNone(cancelled)
+        testcase.assertEqual([request.method for request in sent], [])
         testcase.assertFalse(callee.of("INVITE")[0].cancelled.called)
         assert result.dialog is not None
         testcase.assertEqual((await a.request(result.dialog.create_request("BYE"))).status, 200)
@@ -224,7 +169,7 @@ class UDPLossTests(TestCase):
         resends the INVITE, the callee resends its 2xx until the ACK, the
         caller resends its ACK for the repeated 2xx, Timer E resends the BYE.
         """
-        callee = _Callee()
+        callee = Callee()
         a, b = make_stack(self), make_stack(self)
         await a.listen("udp:0:interface=127.0.0.1")
         peer = await b.listen("udp:0:interface=127.0.0.1")
@@ -255,7 +200,7 @@ class FailureTests(TestCase):
         A server that never answers gives a synthesized 408 after Timer B
         (64*T1 = 3.2 s); the callee got 100 Trying sent for it meanwhile.
         """
-        callee = _Callee(delay=None)
+        callee = Callee(delay=None)
         a, b = make_stack(self), make_stack(self)
         await a.listen("udp:0:interface=127.0.0.1")
         peer = await b.listen("udp:0:interface=127.0.0.1")
@@ -294,7 +239,7 @@ class FailureTests(TestCase):
 
     async def test_trying_for_slow_invite(self) -> None:
         """An INVITE whose handler takes longer than 200 ms gets 100 Trying first."""
-        callee = _Callee(delay=0.4)
+        callee = Callee(delay=0.4)
         a, b = make_stack(self), make_stack(self)
         await a.listen("udp:0:interface=127.0.0.1")
         peer = await b.listen("udp:0:interface=127.0.0.1")
@@ -326,7 +271,7 @@ class AcknowledgementTests(TestCase):
         ACK comes, over TCP too: "independent of whatever transport
         protocols are used" (RFC 3261 section 13.3.1.4).
         """
-        callee = _Callee()
+        callee = Callee()
         a, b = make_stack(self), make_stack(self)
         await a.listen("tcp:0:interface=127.0.0.1")
         peer = await b.listen("tcp:0:interface=127.0.0.1")
@@ -360,7 +305,7 @@ class AcknowledgementTests(TestCase):
         lost ACK is recovered (RFC 3261 section 13.2.2.4: an ACK for each
         2xx).
         """
-        callee = _Callee()
+        callee = Callee()
         a, b = make_stack(self), make_stack(self)
         await a.listen("udp:0:interface=127.0.0.1")
         peer = await b.listen("udp:0:interface=127.0.0.1")

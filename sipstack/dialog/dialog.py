@@ -39,6 +39,11 @@ Decisions where the RFC leaves room:
 
   - The first local sequence number of a UAS dialog is random below 2**31
     (section 8.1.1.5), from an injectable C{random.Random}.
+  - A dialog made from a 101-199 response is I{early} (section 12.1);
+    L{Dialog.confirm} turns it into a confirmed one when the 2xx comes: at
+    the UAC the 2xx's Record-Route and Contact replace the route set and
+    remote target (section 13.2.2.4), at the UAS our 2xx's Contact becomes
+    the local contact.
   - A request inside the dialog with a lower CSeq than the last one is
     refused by L{Dialog.receive_request} (the UAS answers 500, section
     12.2.2); a target-refresh request (re-INVITE, UPDATE) with a Contact
@@ -165,6 +170,9 @@ class Dialog:
     @ivar local_contact: our Contact, added to target-refresh requests.
     @ivar invite_cseq: the CSeq number of the last INVITE (the ACK of its
         2xx repeats it, section 13.2.2.4), or L{None}.
+    @ivar early: whether the dialog is early (made from a 101-199 response,
+        section 12.1) rather than confirmed.
+    @ivar uac: whether we are its UAC (we sent the request that made it).
     """
 
     def __init__(
@@ -181,6 +189,8 @@ class Dialog:
         local_contact: NameAddress | None = None,
         invite_cseq: int | None = None,
         rng: random.Random | None = None,
+        early: bool = False,
+        uac: bool = True,
     ) -> None:
         self.id = id
         self.local_uri = local_uri
@@ -192,6 +202,8 @@ class Dialog:
         self.secure = secure
         self.local_contact = local_contact
         self.invite_cseq = invite_cseq
+        self.early = early
+        self.uac = uac
         self._rng = rng
 
     def __repr__(self) -> str:
@@ -228,6 +240,7 @@ class Dialog:
             secure=over_tls and _is_sips(request.uri),
             local_contact=_first_contact(request),
             invite_cseq=request.cseq.number if request.method == "INVITE" else None,
+            early=response.status < 200,
         )
 
     @classmethod
@@ -265,7 +278,28 @@ class Dialog:
             secure=over_tls and _is_sips(request.uri),
             local_contact=_first_contact(response),
             rng=rng,
+            early=response.status < 200,
+            uac=False,
         )
+
+    def confirm(self, response: Response) -> None:
+        """
+        The 2xx that confirms this early dialog (RFC 3261 section 12.1).
+
+        At the UAC, C{response} is the peer's 2xx: the route set is
+        recomputed from its Record-Route and the remote target taken from its
+        Contact (section 13.2.2.4).  At the UAS it is our own 2xx, whose
+        Contact becomes the local contact.  A confirmed dialog is left as it
+        is.
+        """
+        if not self.early:
+            return
+        self.early = False
+        if self.uac:
+            self.route_set = tuple(reversed(response.record_routes))
+            self.remote_target = _contact_uri(response, fallback=self.remote_target)
+        else:
+            self.local_contact = _first_contact(response) or self.local_contact
 
     # Requests within the dialog
 

@@ -11,13 +11,22 @@ RFC 3261 a user agent core plays around them:
     F fired, a 503 when the transport failed, RFC 3261 section 8.1.3.1,
     told apart by C{synthesized}), the provisional ones, the hop's security
     state, and for a 2xx to an INVITE the L{Dialog} it created, whose ACK the
-    stack sends and resends (section 13.2.2.4).
+    stack sends and resends (section 13.2.2.4).  C{cancel(invite)} sends a
+    CANCEL once a provisional response came, never after the final one
+    (section 9.1).
   - C{on_request(handler)} installs the UAS core: each new request becomes an
     L{IncomingRequest} answered through its server transaction, by the
     handler's return value (a L{Response}, or a Deferred of one); 100 Trying
     goes out for an INVITE whose handler is slow (section 8.2.6.1), a 2xx to
-    an INVITE is retransmitted until its ACK (section 13.3.1.4), and CANCEL
-    is answered here (200, and 487 to the INVITE; section 9.2).
+    an INVITE is retransmitted until its ACK (section 13.3.1.4), and its
+    dialog ended with a BYE if none comes; CANCEL is answered here (200 for
+    any live transaction, and 487 to an INVITE; 481 when none matches;
+    section 9.2).
+  - The dialog table (C{dialogs}): early and confirmed dialogs of the INVITEs
+    sent and answered, ended by BYE and by the INVITE's failure.  A request
+    with a To tag that matches none gets 481, one with a CSeq out of order
+    500 (section 12.2.2), unless the stack was made with
+    C{check_dialogs=False}.
   - C{close()} refuses new requests with 503 and lets open transactions reach
     their final response before the sockets close.
 

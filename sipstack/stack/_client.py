@@ -4,8 +4,24 @@ The client side of L{SIPStack<sipstack.stack.SIPStack>}: the TU of each
 client transaction started by C{request()} (RFC 3261 section 8.1), which
 turns timeouts and transport failures into 408 and 503 (section 8.1.3.1),
 ACKs every 2xx to an INVITE outside the transaction and hangs up forked
-ones (section 13.2.2.4, RFC 6026 section 8.4), and sends CANCEL once a
-provisional response came (section 9.1).
+ones (section 13.2.2.4, RFC 6026 section 8.4), keeps the stack's dialog
+table (early dialogs from 1xx, confirmed ones from 2xx, ended by BYE, by the
+INVITE's failure, or by a 481 or 408 within them, section 12.2.1.2), and
+sends CANCEL once a provisional response came, never after the final one
+(section 9.1).
+
+CANCEL, decisions:
+
+  - C{cancel()} before any provisional response waits for one; if the
+    final response comes first, no CANCEL is sent and the Deferred fires
+    with L{None}.  After the final response it fires with L{None} at once.
+  - C{cancel()} while the destination is still being planned (nothing was
+    sent yet): the INVITE is never sent, its result is a local 487 marked
+    C{synthesized="cancelled"}, and C{cancel()} fires with L{None}.
+  - An INVITE stays known to C{cancel()} until both its transaction ended
+    and 64*T1 passed since its final response, so that a C{cancel()} racing
+    with the final response finds it and fires with L{None} rather than
+    raising.
 """
 
 from __future__ import annotations
@@ -14,11 +30,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from sipstack.dialog import Dialog
+from sipstack.dialog import Dialog, DialogId
 from sipstack.hop import Destination, FlowKey, HopSecurity, TransportKind
 from sipstack.message import Request, Response, build_response
 from sipstack.message.envelope import Sent
@@ -33,7 +50,7 @@ if TYPE_CHECKING:
 __all__ = ["RequestResult", "Synthesized", "ClientRequest", "request_id"]
 
 #: Why a response was made up locally rather than received.
-Synthesized = Literal["timeout", "transport"]
+Synthesized = Literal["timeout", "transport", "cancelled"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,13 +66,15 @@ class RequestResult:
     @ivar synthesized: L{None} for a response received from the network;
         C{"timeout"} for the 408 made when Timer B or F fired; C{"transport"}
         for the 503 made when the transport failed (RFC 3261 section
-        8.1.3.1).
+        8.1.3.1); C{"cancelled"} for the 487 of an INVITE cancelled before
+        it was sent.
     @ivar security: the security state of the hop the response came over (or
         the request went over, for a synthesized one); L{None} if nothing was
         ever sent.
     @ivar flow: the flow of that hop, or L{None}.
-    @ivar dialog: for a 2xx to an INVITE, the dialog it created (RFC 3261
-        section 12.1.2), already acknowledged; otherwise L{None}.
+    @ivar dialog: for a 2xx to an INVITE, the dialog it created or
+        confirmed (RFC 3261 section 12.1.2), or for a re-INVITE the dialog it
+        was sent in, already acknowledged; otherwise L{None}.
     """
 
     request: Request
@@ -75,6 +94,10 @@ class RequestResult:
 class ClientRequest:
     """
     The TU of one client transaction started by L{SIPStack.request}.
+
+    @ivar dialog: for an INVITE, the dialog its 2xx confirmed; for a request
+        within a known dialog, that dialog.
+    @ivar in_dialog: the known dialog the request was sent within, if any.
     """
 
     _log = Logger()
@@ -94,13 +117,25 @@ class ClientRequest:
         self.provisional: list[Response] = []
         self.destination: Destination | None = None
         self.transport: StackTransport | None = None
-        self.dialog: Dialog | None = None
+        self.in_dialog = stack._dialog_of_outgoing(request)
+        self.dialog: Dialog | None = self.in_dialog
         self.acks: dict[str, StackTransport] = {}
-        self.cancel_waiters: list[Callable[[], None]] = []
+        self._early: list[Dialog] = []
+        self._cancel_waiters: list[Deferred[RequestResult | None]] = []
+        self._cancel_requested = False
+        self._cancel_sent = False
+        self._transaction_live = False
+        self._forget_call: IDelayedCall | None = None
 
     # Starting
 
     def start(self, destination: Destination, flow: FlowKey | None = None) -> None:
+        if self.result.called:
+            # Cancelled while the destination was planned: never sent.
+            return
+        if self.stack._closed:
+            self._finish(build_response(self.request, 503), "transport")
+            return
         self.destination = destination
         layer = self.stack._layer
         request = self.request
@@ -117,13 +152,18 @@ class ClientRequest:
             self.request, reliable=destination.transport.reliable, transport=self.transport, user=self
         )
         if not transaction.terminated:
+            self._transaction_live = True
             self.transport.bind(transaction)
-            if self.request.method == "INVITE":
-                self.stack._invites[request_id(self.request)] = self
 
     def plan_failed(self, failure: Failure) -> None:
         self._log.info("No destination for {uri}: {error}", uri=self.request.uri, error=failure.getErrorMessage())
         self._finish(build_response(self.request, 503), "transport")
+
+    def start_failed(self, failure: Failure) -> None:
+        """Starting raised (the request was refused, e.g. a branch already in use): fail the result with it."""
+        self._forget()
+        if not self.result.called:
+            self.result.errback(failure)
 
     @property
     def sent(self) -> Sent | None:
@@ -134,12 +174,18 @@ class ClientRequest:
         sent = self.sent
         return sent.flow if sent is not None else None
 
+    @property
+    def _is_invite(self) -> bool:
+        return self.request.method == "INVITE"
+
     # ClientTransactionUser
 
     def response_received(self, transaction: ClientTransaction, response: Response) -> None:
         if response.status < 200:
             self.provisional.append(response)
-            self._release_cancels()
+            self._early_dialog(response)
+            if self._cancel_requested and not self._cancel_sent:
+                self._send_cancel()
             if self.on_provisional is not None:
                 try:
                     self.on_provisional(response)
@@ -149,8 +195,8 @@ class ClientRequest:
         if self.result.called:
             self._extra_2xx(response)
             return
-        if self.request.method == "INVITE" and response.status < 300:
-            self.dialog = Dialog.from_uac(self.request, response, over_tls=self._over_tls())
+        if self._is_invite and response.status < 300:
+            self.dialog = self._confirmed_dialog(response)
             if self.auto_ack:
                 self._send_ack(self.dialog, response)
         self._finish(response, None)
@@ -162,10 +208,59 @@ class ClientRequest:
         self._finish(build_response(self.request, 503), "transport")
 
     def terminated(self, transaction: ClientTransaction) -> None:
-        self.stack._invites.pop(request_id(self.request), None)
-        self._release_cancels()
+        self._transaction_live = False
+        # Early dialogs no 2xx confirmed end with the INVITE transaction
+        # (RFC 3261 section 13.2.2.4; Timer M covers late forks).
+        for early in self._early:
+            if early.early:
+                self.stack.end_dialog(early)
         # Only when the stack aborts a transaction at shutdown.
         self._finish(build_response(self.request, 503), "transport")
+        if self._forget_call is None or not self._forget_call.active():
+            self._forget()
+
+    # Dialogs
+
+    def _dialog_id(self, response: Response) -> DialogId | None:
+        local = self.request.from_.tag
+        return None if local is None else DialogId(self.request.call_id, local, response.to.tag or "")
+
+    def _early_dialog(self, response: Response) -> None:
+        """A 101-199 with a To tag to an initial INVITE makes an early dialog (RFC 3261 section 12.1)."""
+        if not self._is_invite or self.in_dialog is not None or response.status == 100 or response.to.tag is None:
+            return
+        dialog_id = self._dialog_id(response)
+        if dialog_id is None or dialog_id in self.stack._dialogs:
+            return
+        early = Dialog.from_uac(self.request, response, over_tls=self._over_tls())
+        self._early.append(early)
+        self.stack.add_dialog(early)
+
+    def _confirmed_dialog(self, response: Response) -> Dialog:
+        """The dialog a 2xx to our INVITE confirms: the one it was sent in, an early one, or a new one."""
+        if self.in_dialog is not None:
+            self.in_dialog.receive_response(response, self.request.method)
+            return self.in_dialog
+        dialog_id = self._dialog_id(response)
+        known = self.stack._dialogs.get(dialog_id) if dialog_id is not None else None
+        if known is not None and known.early and known in self._early:
+            known.confirm(response)
+            return known
+        dialog = Dialog.from_uac(self.request, response, over_tls=self._over_tls())
+        self.stack.add_dialog(dialog)
+        return dialog
+
+    def _settle_dialogs(self, response: Response) -> None:
+        """What the final response does to the dialog table (RFC 3261 sections 12.2.1.2 and 15)."""
+        status = response.status
+        if self.in_dialog is not None and self.request.method not in ("ACK", "CANCEL"):
+            if self.request.method == "BYE" or status in (408, 481):
+                self.stack.end_dialog(self.in_dialog)
+            elif 200 <= status < 300:
+                self.in_dialog.receive_response(response, self.request.method)
+        elif self._is_invite and status >= 300:
+            for early in self._early:
+                self.stack.end_dialog(early)
 
     # Helpers
 
@@ -175,11 +270,13 @@ class ClientRequest:
     def _finish(self, response: Response, synthesized: Synthesized | None) -> None:
         if self.result.called:
             return
-        self._release_cancels()
         received = self.stack._receiving if synthesized is None else None
         sent = self.sent
         security = received.security if received is not None else (sent.security if sent is not None else None)
         flow = received.flow if received is not None else self.flow
+        self._settle_dialogs(response)
+        if self._is_invite and not self.stack._closed:
+            self._forget_call = self.stack.reactor.callLater(64 * self.stack.config.timers.t1, self._linger_ended)
         self.result.callback(
             RequestResult(
                 request=sent.message if sent is not None and isinstance(sent.message, Request) else self.request,
@@ -188,9 +285,30 @@ class ClientRequest:
                 synthesized=synthesized,
                 security=security,
                 flow=flow,
-                dialog=self.dialog if synthesized is None else None,
+                dialog=self.dialog if synthesized is None and self._is_invite and response.status < 300 else None,
             )
         )
+        if not self._cancel_sent:
+            # The final response came first: no CANCEL (RFC 3261 section 9.1).
+            self._fire_cancel(None)
+
+    def _linger_ended(self) -> None:
+        self._forget_call = None
+        if not self._transaction_live:
+            self._forget()
+
+    def _forget(self) -> None:
+        """Stop being known to C{cancel()} and C{send_ack()}."""
+        key = request_id(self.request)
+        if self.stack._invites.get(key) is self:
+            del self.stack._invites[key]
+
+    def _stop(self) -> None:
+        """The stack shuts down: cancel the timer that would forget us."""
+        if self._forget_call is not None and self._forget_call.active():
+            self._forget_call.cancel()
+        self._forget_call = None
+        self._forget()
 
     def _send_ack(self, dialog: Dialog, response: Response) -> None:
         """ACK a 2xx: a new transaction of its own (RFC 3261 section 13.2.2.4)."""
@@ -201,7 +319,7 @@ class ClientRequest:
 
     def _extra_2xx(self, response: Response) -> None:
         """A 2xx in Accepted: a retransmission (ACK again) or a fork (ACK, then BYE; RFC 6026 section 8.4)."""
-        if not 200 <= response.status < 300 or self.request.method != "INVITE":
+        if not 200 <= response.status < 300 or not self._is_invite:
             return
         tag = response.to.tag or ""
         known = self.acks.get(tag)
@@ -210,32 +328,48 @@ class ClientRequest:
             return
         if self.dialog is None or not self.auto_ack:
             return
-        fork = Dialog.from_uac(self.request, response, over_tls=self._over_tls())
-        self._send_ack(fork, response)
-        self.stack.request(fork.create_request("BYE")).addErrback(lambda failure: None)
+        try:
+            fork = Dialog.from_uac(self.request, response, over_tls=self._over_tls())
+            self.stack.add_dialog(fork)
+            self._send_ack(fork, response)
+        except Exception:
+            self._log.failure("Could not acknowledge a forked 2xx to {call_id}", call_id=self.request.call_id)
+            return
+        self.stack._hang_up(fork, "a forked 2xx")
 
-    def cancel(self) -> Deferred[RequestResult]:
-        """Send a CANCEL once a provisional response came (RFC 3261 section 9.1)."""
-        result: Deferred[RequestResult] = Deferred()
+    # CANCEL (RFC 3261 section 9.1)
 
-        def send() -> None:
-            sent = self.sent
-            request = sent.message if sent is not None and isinstance(sent.message, Request) else self.request
-            cancel = ClientRequest(self.stack, build_cancel(request), None, False)
-            cancel.result.chainDeferred(result)
-            assert self.destination is not None
-            cancel.start(self.destination, self.flow)
+    def cancel(self) -> Deferred[RequestResult | None]:
+        """
+        Cancel the INVITE: see the module docstring for what the Deferred
+        fires with.
+        """
+        if self.result.called:
+            return succeed(None)
+        if self.transport is None:
+            self._finish(build_response(self.request, 487), "cancelled")
+            return succeed(None)
+        waiter: Deferred[RequestResult | None] = Deferred()
+        self._cancel_waiters.append(waiter)
+        if not self._cancel_requested:
+            self._cancel_requested = True
+            if self.provisional:
+                self._send_cancel()
+        return waiter
 
-        if self.provisional or self.result.called:
-            send()
-        else:
-            self.cancel_waiters.append(send)
-        return result
+    def _send_cancel(self) -> None:
+        self._cancel_sent = True
+        sent = self.sent
+        request = sent.message if sent is not None and isinstance(sent.message, Request) else self.request
+        cancel = ClientRequest(self.stack, build_cancel(request), None, False)
+        cancel.result.addCallback(self._fire_cancel)
+        assert self.destination is not None
+        cancel.start(self.destination, self.flow)
 
-    def _release_cancels(self) -> None:
-        waiters, self.cancel_waiters = self.cancel_waiters, []
-        for send in waiters:
-            send()
+    def _fire_cancel(self, result: RequestResult | None) -> None:
+        waiters, self._cancel_waiters = self._cancel_waiters, []
+        for waiter in waiters:
+            waiter.callback(result)
 
 
 def request_id(request: Request) -> tuple[str, int, str | None]:

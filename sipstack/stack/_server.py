@@ -4,7 +4,12 @@ The server side of L{SIPStack<sipstack.stack.SIPStack>}: each new request
 becomes an L{IncomingRequest}, answered through its server transaction by
 the application's handler (RFC 3261 section 8.2), with 100 Trying for a
 slow INVITE (section 8.2.6.1), 487 when a CANCEL ends it (section 9.2), and
-a 2xx to an INVITE retransmitted until its ACK (section 13.3.1.4).
+a 2xx to an INVITE retransmitted until its ACK (section 13.3.1.4), after
+which, if no ACK came, the dialog is ended with a BYE.
+
+The dialogs of the INVITEs answered here go into the stack's table: an early
+one with the first 101-199 response, confirmed by the 2xx, ended by a
+300-699 final response (section 12.1.1).
 """
 
 from __future__ import annotations
@@ -47,10 +52,16 @@ class IncomingRequest:
     @ivar to_tag: the To tag every response to it carries, so that a 180
         and the 200 that follows it belong to one dialog (section 12.1.1).
     @ivar cancelled: fires (with L{None}) when a CANCEL ended the request
-        with 487 (section 9.2); never fires otherwise.
+        with 487 (section 9.2), or a BYE ended the dialog of an INVITE still
+        pending (section 15.1.2); never fires otherwise.
     @ivar acked: for an INVITE answered with a 2xx, fires with its ACK, or
-        with L{None} if none came within 64*T1 (section 13.3.1.4).
-    @ivar dialog: for an INVITE answered with a 2xx, the dialog it created.
+        with L{None} if none came within 64*T1 (section 13.3.1.4), in which
+        case the stack also ends the dialog with a BYE.
+    @ivar dialog: the dialog the request belongs to: for a request with a To
+        tag, the known dialog it matched (L{None} when the stack does not
+        know it, see C{check_dialogs}); for an initial INVITE, the early
+        dialog its first 101-199 response created, then the confirmed one of
+        its 2xx.
     """
 
     _log = Logger()
@@ -119,12 +130,37 @@ class IncomingRequest:
                 return
             raise LocalProtocolError(f"{self.request.method} was answered already with {self.final.status}")
         self.transaction.respond(response)
+        invite = self.request.method == "INVITE"
         if response.status < 200:
+            if invite and response.status > 100:
+                self._early_dialog(response)
             return
         self.final = response
         self._cancel_call("trying")
-        if self.request.method == "INVITE" and response.status < 300:
+        self._not_pending()
+        if invite and response.status < 300:
             self._accepted(response)
+        elif invite and self.dialog is not None and self.dialog.early:
+            # The INVITE that created it failed (section 12.1.1).
+            self.stack.end_dialog(self.dialog)
+
+    def _early_dialog(self, response: Response) -> None:
+        """The first 101-199 response to an initial INVITE creates an early dialog (RFC 3261 section 12.1.1)."""
+        if self.dialog is not None or self.request.to.tag is not None:
+            return
+        self.dialog = Dialog.from_uas(self.request, response, over_tls=self._over_tls)
+        self.stack.add_dialog(self.dialog)
+        self.stack._pending_invites[self.dialog.id] = self
+
+    def _not_pending(self) -> None:
+        """The INVITE has its final response: a BYE in its dialog no longer ends it."""
+        dialog = self.dialog
+        if dialog is not None and self.stack._pending_invites.get(dialog.id) is self:
+            del self.stack._pending_invites[dialog.id]
+
+    @property
+    def _over_tls(self) -> bool:
+        return self.received.flow.transport is TransportKind.TLS
 
     def _serve(self, handler: RequestHandler | None, *, closing: bool) -> None:
         """
@@ -152,8 +188,12 @@ class IncomingRequest:
 
     def _accepted(self, response: Response) -> None:
         """Keep the 2xx alive until its ACK (RFC 3261 section 13.3.1.4)."""
-        over_tls = self.received.flow.transport is TransportKind.TLS
-        self.dialog = Dialog.from_uas(self.request, response, over_tls=over_tls)
+        if self.dialog is None:
+            self.dialog = Dialog.from_uas(self.request, response, over_tls=self._over_tls)
+            self.stack.add_dialog(self.dialog)
+        else:
+            # An early dialog confirmed, or a re-INVITE within a known one.
+            self.dialog.confirm(response)
         self.stack._awaiting_ack[(self.request.call_id, self.request.cseq.number, self.to_tag)] = self
         # Over every transport, reliable or not: a proxy further on may
         # forward it over UDP ("independent of whatever transport protocols
@@ -176,6 +216,10 @@ class IncomingRequest:
         del self._calls["ack"]
         self._log.info("No ACK for the 2xx to {call_id}", call_id=self.request.call_id)
         self._acknowledged(None)
+        # "the session SHOULD be terminated ... with a BYE" (section 13.3.1.4).
+        dialog = self.dialog
+        if dialog is not None and self.stack.dialogs.get(dialog.id) is dialog:
+            self.stack._hang_up(dialog, "a 2xx never acknowledged")
 
     def _acknowledged(self, ack: Request | None) -> None:
         self.stack._awaiting_ack.pop((self.request.call_id, self.request.cseq.number, self.to_tag), None)
@@ -195,7 +239,10 @@ class IncomingRequest:
             self.transaction.send_trying()
 
     def _cancel(self) -> None:
-        """A CANCEL matched: 487 unless a final response went out (RFC 3261 section 9.2)."""
+        """
+        A CANCEL matched, or a BYE ended the dialog: 487 unless a final
+        response went out (RFC 3261 sections 9.2 and 15.1.2).
+        """
         if self.final is None and self.transaction.state is TransactionState.PROCEEDING:
             self.respond(self.response(487))
             self.cancelled.callback(None)

@@ -7,7 +7,8 @@ L{sipstack.stack}).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -15,7 +16,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from sipstack.config import StackConfig
-from sipstack.dialog import Dialog
+from sipstack.dialog import Dialog, DialogId
 from sipstack.errors import LocalProtocolError, RemoteProtocolError
 from sipstack.hop import Peer, TransportKind
 from sipstack.message import NameAddress, Request, Response, build_response
@@ -52,13 +53,26 @@ class SIPStack:
 
     _log = Logger()
 
-    def __init__(self, reactor: Any, *, config: StackConfig | None = None, trust_root: bytes | None = None) -> None:
+    def __init__(
+        self,
+        reactor: Any,
+        *,
+        config: StackConfig | None = None,
+        trust_root: bytes | None = None,
+        check_dialogs: bool = True,
+    ) -> None:
         """
         @param reactor: provides C{IReactorTCP}, C{IReactorUDP},
             C{IReactorSSL}, C{IReactorTime} and C{IReactorPluggableNameResolver}.
         @param config: the configuration; the defaults if L{None}.
         @param trust_root: PEM CA certificates TLS peers are checked against;
             L{None} for the platform's trust store.
+        @param check_dialogs: whether a request with a To tag is checked
+            against the dialog table (RFC 3261 section 12.2.2): 481 when it
+            matches no dialog, 500 when its CSeq is out of order.  With
+            C{False} (a proxy, or an application keeping dialogs of its own)
+            such requests reach the handler as they are; known dialogs are
+            still kept up to date.
         """
         self.reactor = reactor
         self.config = config if config is not None else StackConfig()
@@ -70,8 +84,12 @@ class SIPStack:
         self._incoming: dict[ServerTransaction, IncomingRequest] = {}
         self._invites: dict[tuple[str, int, str | None], ClientRequest] = {}
         self._awaiting_ack: dict[tuple[str, int, str], IncomingRequest] = {}
+        self._dialogs: dict[DialogId, Dialog] = {}
+        self._pending_invites: dict[DialogId, IncomingRequest] = {}
+        self._check_dialogs = check_dialogs
         self._receiving: Received | None = None
         self._closing = False
+        self._closed = False
 
     # Set-up
 
@@ -120,6 +138,54 @@ class SIPStack:
             uri = uri.with_param("transport", transport.value.lower())
         return NameAddress(uri)
 
+    # Dialogs
+
+    @property
+    def dialogs(self) -> Mapping[DialogId, Dialog]:
+        """
+        The dialogs the stack knows (a read-only view): early and confirmed
+        ones created by INVITEs sent with L{request} or answered through
+        L{on_request}, and those given to L{add_dialog}.
+        """
+        return MappingProxyType(self._dialogs)
+
+    def add_dialog(self, dialog: Dialog) -> None:
+        """
+        Make C{dialog} known, so that requests within it are accepted (a
+        dialog the application made itself, from a SUBSCRIBE or REFER; RFC
+        3261 section 12.2.2).  It replaces a known dialog with the same ID.
+        """
+        self._dialogs[dialog.id] = dialog
+
+    def end_dialog(self, dialog: Dialog) -> None:
+        """Forget C{dialog}: requests within it get 481 from now on (nothing is sent)."""
+        if self._dialogs.get(dialog.id) is dialog:
+            del self._dialogs[dialog.id]
+
+    def _dialog_of_outgoing(self, request: Request) -> Dialog | None:
+        """The known dialog a request we send belongs to (our From tag, their To tag)."""
+        local, remote = request.from_.tag, request.to.tag
+        if local is None or remote is None:
+            return None
+        return self._dialogs.get(DialogId(request.call_id, local, remote))
+
+    def _hang_up(self, dialog: Dialog, why: str) -> None:
+        """
+        Send a BYE within C{dialog} on the stack's own initiative (a forked
+        2xx, a 2xx never acknowledged); it never raises, even while the stack
+        closes: a failure is logged.
+        """
+        if self._closed:
+            self._log.info("Not ending the dialog of {why}: the stack is closed", why=why)
+            return
+        try:
+            bye = dialog.create_request("BYE")
+            self._start_request(bye, None, True).addErrback(
+                lambda failure: self._log.failure("The BYE ending {why} failed", failure, why=why)
+            )
+        except Exception:
+            self._log.failure("Could not send the BYE ending {why}", why=why)
+
     # Client side
 
     def request(
@@ -149,25 +215,51 @@ class SIPStack:
             raise LocalProtocolError("the stack is closing")
         if request.method == "ACK":
             raise LocalProtocolError("an ACK has no transaction: use send_ack")
+        return self._start_request(request, on_provisional, auto_ack)
+
+    def _start_request(
+        self, request: Request, on_provisional: Callable[[Response], object] | None, auto_ack: bool
+    ) -> Deferred[RequestResult]:
+        """L{request}, also while the stack closes (the stack's own BYEs)."""
         prepared = self._prepare(request)
         client = ClientRequest(self, prepared, on_provisional, auto_ack)
+        if prepared.method == "INVITE":
+            # Known to cancel() from now on, even while the destination is planned.
+            self._invites[request_id(prepared)] = client
         plan_destination(self.reactor, prepared).addCallbacks(client.start, client.plan_failed).addErrback(
-            lambda failure: client.result.errback(failure) if not client.result.called else None
+            client.start_failed
         )
         return client.result
 
-    def cancel(self, request: Request) -> Deferred[RequestResult]:
+    def cancel(self, request: Request) -> Deferred[RequestResult | None]:
         """
-        Cancel an INVITE sent with L{request} (RFC 3261 section 9.1): the
-        CANCEL goes once a provisional response arrived (or at once, if the
-        final one did already); fires with the CANCEL's own result.  The
-        INVITE's result then usually is a 487.
+        Cancel an INVITE sent with L{request} (RFC 3261 section 9.1).
 
-        @raise LocalProtocolError: no INVITE transaction of ours matches.
+        The Deferred fires with the CANCEL's own L{RequestResult} (usually
+        200; the INVITE's result then usually is a 487), or with L{None}
+        when no CANCEL was sent:
+
+          - the INVITE already had its final response (a CANCEL would be a
+            no-op, section 9.1), or got it while the CANCEL waited for the
+            first provisional response, which it must (section 9.1): the
+            INVITE's own result tells how it ended;
+          - the INVITE was not sent yet (its destination was still being
+            planned): it never will be, and its result is a local 487 with
+            C{synthesized="cancelled"}.
+
+        Calling it again while a CANCEL is pending fires with the same
+        result; no second CANCEL is sent.
+
+        @raise LocalProtocolError: C{request} is not an INVITE, or no INVITE
+            sent by this stack with its Call-ID, CSeq and From tag is known:
+            never sent, or its transaction ended and its final response came
+            more than 64*T1 ago.
         """
+        if request.method != "INVITE":
+            raise LocalProtocolError(f"only an INVITE can be cancelled, not a {request.method}")
         client = self._invites.get(request_id(request))
         if client is None:
-            raise LocalProtocolError("no INVITE transaction to cancel")
+            raise LocalProtocolError("no INVITE of ours to cancel")
         return client.cancel()
 
     def send_ack(self, dialog: Dialog, *, body: bytes = b"", content_type: str | None = None) -> Deferred[Sent]:
@@ -237,6 +329,10 @@ class SIPStack:
             transport.bind(outcome.transaction)
             incoming = IncomingRequest(self, received, outcome.transaction, transport)
             self._incoming[outcome.transaction] = incoming
+            refusal = self._within_dialog(incoming)
+            if refusal is not None:
+                incoming.respond(incoming.response(refusal))
+                return
             incoming._serve(self._handler, closing=self._closing)
         elif isinstance(outcome, CancelReceived):
             transport.bind(outcome.transaction)
@@ -244,8 +340,10 @@ class SIPStack:
             if target is None:
                 outcome.transaction.respond(build_response(request, 481))
                 return
+            # Whatever the method: a non-INVITE just goes on (section 9.2).
             outcome.transaction.respond(build_response(request, 200, to_tag=target.to_tag))
-            target._cancel()
+            if isinstance(target.transaction, InviteServerTransaction):
+                target._cancel()
         elif isinstance(outcome, MergedRequest):
             transport.bind(outcome.transaction)
             outcome.transaction.respond(outcome.response)
@@ -256,6 +354,34 @@ class SIPStack:
                 waiting._acknowledged(request)
             else:
                 self._pass_stray(received)
+
+    def _within_dialog(self, incoming: IncomingRequest) -> int | None:
+        """
+        Match a request with a To tag to its dialog (RFC 3261 section
+        12.2.2): the status to refuse it with (481 for no dialog, 500 for a
+        CSeq out of order), or L{None} to serve it.  A BYE ends its dialog
+        (section 15.1.2), and an INVITE still pending in it gets 487; a
+        target refresh updates the remote target.
+        """
+        dialog_id = DialogId.of_incoming(incoming.request)
+        if dialog_id is None:
+            return None
+        dialog = self._dialogs.get(dialog_id)
+        if dialog is None:
+            return 481 if self._check_dialogs else None
+        if not dialog.receive_request(incoming.request):
+            return 500 if self._check_dialogs else None
+        incoming.dialog = dialog
+        method = incoming.request.method
+        if method == "INVITE":
+            self._pending_invites[dialog_id] = incoming
+        elif method == "BYE":
+            self.end_dialog(dialog)
+            pending = self._pending_invites.pop(dialog_id, None)
+            if pending is not None:
+                # "It is RECOMMENDED that a 487 ... be generated to those pending requests."
+                pending._cancel()
+        return None
 
     def _pass_stray(self, received: Received) -> None:
         if self._stray is not None:
@@ -281,6 +407,7 @@ class SIPStack:
         incoming = self._incoming.pop(transaction, None)
         if incoming is not None:
             incoming._cancel_call("trying")
+            incoming._not_pending()
 
     # Shutdown
 
@@ -314,4 +441,7 @@ class SIPStack:
         for incoming in list(self._awaiting_ack.values()):
             incoming._acknowledged(None)
         self._manager.abort_all()
+        self._closed = True
+        for client in list(self._invites.values()):
+            client._stop()
         await self._layer.close()

@@ -13,14 +13,20 @@ each transition:
     transport that terminates it re-entrantly cannot leave a timer behind.
   - Sending goes through L{_Machine._send}/L{_Machine._resend}, which do
     nothing after termination.
+
+The constructor is shared too: each machine only names its initial state
+(C{_INITIAL}) and the methods it refuses (L{_Machine._refusal}), so the four
+classes take the same arguments in one place.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import ClassVar, Generic, TypeVar
 
 from sipstack.clock import Clock
 from sipstack.config import TimerValues
+from sipstack.errors import LocalProtocolError
 from sipstack.message.message import Message, Request
 from sipstack.transaction._timers import TimerSet
 from sipstack.transaction.events import TransactionTransport
@@ -30,13 +36,26 @@ __all__: list[str] = []
 
 _TERMINATED = TransactionState.TERMINATED
 
+#: The TU type of a machine: a client or a server transaction user.
+_User = TypeVar("_User")
 
-class _Machine:
-    """
-    The state, history, timers and transport of one transaction.
 
-    Subclasses implement L{_notify_terminated} to tell their TU.
+class _Machine(Generic[_User]):
     """
+    The state, history, timers, transport and TU of one transaction.
+
+    Subclasses set C{_INITIAL}, C{_FOR_INVITE} and C{_ROLE}, and implement
+    L{_notify_terminated} to tell their TU.
+    """
+
+    #: The state the machine starts in.
+    _INITIAL: ClassVar[TransactionState]
+    #: Whether the machine serves INVITE (and nothing else) or any method
+    #: but INVITE and ACK (an ACK has no transaction of its own, RFC 3261
+    #: section 17).
+    _FOR_INVITE: ClassVar[bool]
+    #: What the machine does with its request, for error messages.
+    _ROLE: ClassVar[str]
 
     def __init__(
         self,
@@ -46,15 +65,39 @@ class _Machine:
         timers: TimerValues,
         reliable: bool,
         transport: TransactionTransport,
-        initial: TransactionState,
+        user: _User,
     ) -> None:
+        """
+        @param request: the request of the transaction: as it will be passed
+            to the transport (client), or as received (server; the
+            transaction manager passes it to the TU).
+        @param clock: runs the timers.
+        @param timers: T1, T2 and T4.
+        @param reliable: whether the transport is reliable (TCP, TLS, WS).
+        @param transport: sends and resends.
+        @param user: the transaction user (TU), told what happened.
+        @raise LocalProtocolError: this machine cannot serve a request of
+            this method.
+        """
+        refusal = self._refusal(request.method)
+        if refusal is not None:
+            raise LocalProtocolError(refusal)
         self._request = request
         self._values = timers
         self._reliable = reliable
         self._transport = transport
+        self._user = user
         self._timers = TimerSet(clock)
-        self._state = initial
-        self._history = [initial]
+        self._state = self._INITIAL
+        self._history = [self._INITIAL]
+
+    @classmethod
+    def _refusal(cls, method: str) -> str | None:
+        """Why a request of C{method} cannot have this machine, or L{None} when it can."""
+        if method != "ACK" and (method == "INVITE") == cls._FOR_INVITE:
+            return None
+        kind = "an INVITE" if cls._FOR_INVITE else "a non-INVITE"
+        return f"{kind} {cls._ROLE} {method} requests"
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._request.method} {self._state.value}>"

@@ -50,14 +50,12 @@ Decisions where the RFC leaves room:
 
 from __future__ import annotations
 
-from sipstack.clock import Clock
-from sipstack.config import TimerValues
 from sipstack.errors import LocalProtocolError
 from sipstack.message.headers import Headers
 from sipstack.message.message import Request, Response
 from sipstack.transaction._base import _Machine
 from sipstack.transaction._timers import backoff, linger, timer_d, transaction_timeout
-from sipstack.transaction.events import ClientTransactionUser, TransactionTransport
+from sipstack.transaction.events import ClientTransactionUser
 from sipstack.transaction.states import TransactionState
 
 __all__ = ["ClientTransaction", "InviteClientTransaction", "NonInviteClientTransaction", "build_non_2xx_ack"]
@@ -96,7 +94,7 @@ def build_non_2xx_ack(invite: Request, response: Response) -> Request:
     return Request(method="ACK", uri=invite.uri, headers=Headers(fields))
 
 
-class ClientTransaction(_Machine):
+class ClientTransaction(_Machine[ClientTransactionUser]):
     """
     What both client transactions share: their TU, L{start}, and the
     handling of timeouts and transport errors.
@@ -106,21 +104,9 @@ class ClientTransaction(_Machine):
 
     #: The states in which a transport error ends the transaction.
     _FAIL_ON_TRANSPORT_ERROR: frozenset[TransactionState] = frozenset()
-
-    def __init__(
-        self,
-        request: Request,
-        *,
-        clock: Clock,
-        timers: TimerValues,
-        reliable: bool,
-        transport: TransactionTransport,
-        user: ClientTransactionUser,
-        initial: TransactionState,
-    ) -> None:
-        super().__init__(request, clock=clock, timers=timers, reliable=reliable, transport=transport, initial=initial)
-        self._user = user
-        self._started = False
+    _ROLE = "client transaction cannot send"
+    #: Whether L{start} was called (set on the instance by it).
+    _started = False
 
     def start(self) -> None:
         """
@@ -229,31 +215,11 @@ class InviteClientTransaction(ClientTransaction):
     """
 
     _FAIL_ON_TRANSPORT_ERROR = frozenset({_CALLING, _COMPLETED})
-
-    def __init__(
-        self,
-        request: Request,
-        *,
-        clock: Clock,
-        timers: TimerValues,
-        reliable: bool,
-        transport: TransactionTransport,
-        user: ClientTransactionUser,
-    ) -> None:
-        """
-        @param request: the INVITE, as it will be passed to the transport
-            (with the branch of this transaction in its top Via).
-        @param reliable: whether the transport is reliable (TCP, TLS, WS).
-        @raise LocalProtocolError: C{request} is not an INVITE.
-        """
-        if request.method != "INVITE":
-            raise LocalProtocolError(f"an INVITE client transaction cannot send a {request.method}")
-        super().__init__(
-            request, clock=clock, timers=timers, reliable=reliable, transport=transport, user=user, initial=_CALLING
-        )
-        self._timer_a = timers.t1
+    _INITIAL = _CALLING
+    _FOR_INVITE = True
 
     def _start_initial_timers(self) -> None:
+        self._timer_a = self._values.t1
         if not self._reliable:
             self._start_timer("A", self._timer_a, self._on_timer_a)
         self._start_timer("B", transaction_timeout(self._values), self._time_out)
@@ -354,31 +320,11 @@ class NonInviteClientTransaction(ClientTransaction):
     """
 
     _FAIL_ON_TRANSPORT_ERROR = frozenset({_TRYING, _PROCEEDING})
-
-    def __init__(
-        self,
-        request: Request,
-        *,
-        clock: Clock,
-        timers: TimerValues,
-        reliable: bool,
-        transport: TransactionTransport,
-        user: ClientTransactionUser,
-    ) -> None:
-        """
-        @param request: the request, as it will be passed to the transport.
-        @param reliable: whether the transport is reliable (TCP, TLS, WS).
-        @raise LocalProtocolError: C{request} is an INVITE or an ACK (an ACK
-            has no client transaction, RFC 3261 section 17.1).
-        """
-        if request.method in ("INVITE", "ACK"):
-            raise LocalProtocolError(f"a non-INVITE client transaction cannot send an {request.method}")
-        super().__init__(
-            request, clock=clock, timers=timers, reliable=reliable, transport=transport, user=user, initial=_TRYING
-        )
-        self._timer_e = timers.t1
+    _INITIAL = _TRYING
+    _FOR_INVITE = False
 
     def _start_initial_timers(self) -> None:
+        self._timer_e = self._values.t1
         if not self._reliable:
             self._start_timer("E", self._timer_e, self._on_timer_e)
         self._start_timer("F", transaction_timeout(self._values), self._time_out)

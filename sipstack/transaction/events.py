@@ -160,17 +160,19 @@ class CancelReceived:
     """
     A new CANCEL (RFC 3261 section 9.2): the manager created its own
     non-INVITE server transaction, which the TU answers (200, or 481 when
-    C{target} is L{None}), and found the INVITE server transaction it
-    cancels, if any.
+    C{target} is L{None}), and found the live server transaction it
+    cancels, if any.  Only an INVITE is affected (487 unless answered
+    already); any other request just goes on, and the CANCEL still gets 200.
 
     @ivar request: the CANCEL.
     @ivar transaction: the CANCEL's own server transaction.
-    @ivar target: the INVITE server transaction it cancels, or L{None}.
+    @ivar target: the server transaction it cancels (an INVITE's, or one of
+        another method), or L{None}.
     """
 
     request: Request
     transaction: ServerTransaction
-    target: InviteServerTransaction | None
+    target: ServerTransaction | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -21,8 +21,9 @@ Requests (L{TransactionManager.receive_request}):
   |                                                | with its latest response) or ACK of a 300-699        |
   | ACK matching an INVITE transaction in Accepted | L{AckReceived} with the transaction (RFC 2543 match) |
   | ACK matching nothing                           | L{AckReceived} without one: the ACK of a 2xx         |
-  | CANCEL matching nothing                        | L{CancelReceived}: new transaction, and the INVITE   |
-  |                                                | transaction it cancels (section 9.2), if any         |
+  | CANCEL matching nothing                        | L{CancelReceived}: new transaction, and the live     |
+  |                                                | transaction it cancels (section 9.2), if any: an     |
+  |                                                | INVITE's, else one of another method                 |
   | no To tag, same From tag, Call-ID and CSeq as  | L{MergedRequest}: new transaction, and the 482 to    |
   | a transaction it does not match (8.2.2.2)      | send through it                                      |
   | anything else                                  | L{RequestReceived}: new server transaction           |
@@ -37,6 +38,11 @@ Decisions where the RFC leaves room:
   - An ACK matched by the RFC 2543 rules (no magic cookie) must also carry
     the To tag of the transaction's last response (section 17.2.3); if it
     does not, it is not this transaction's and goes to the TU.
+  - A CANCEL is matched to a live server transaction of any method but
+    CANCEL (section 9.2: "regardless of the method of the original
+    request"), an INVITE first; the request it cancels carries the same
+    branch and sent-by or, for RFC 2543 peers, the same fields but the
+    method (and, for a non-INVITE, the same To tag, which the CANCEL copies).
   - Merged requests are detected only among requests without a To tag and
     only while the first one's transaction lives, which is when its
     retransmissions could still arrive; ACK and CANCEL are never merged.
@@ -46,6 +52,8 @@ Decisions where the RFC leaves room:
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from sipstack.clock import Clock
 from sipstack.config import TimerValues
@@ -70,7 +78,6 @@ from sipstack.transaction.server import InviteServerTransaction, NonInviteServer
 from sipstack.transaction.states import (
     TransactionKey,
     TransactionState,
-    cancel_target_key,
     client_key,
     client_key_for_response,
     server_key,
@@ -104,6 +111,11 @@ def build_cancel(request: Request) -> Request:
     fields.append(("CSeq", f"{request.cseq.number} CANCEL"))
     fields.append(("Content-Length", "0"))
     return Request(method="CANCEL", uri=request.uri, headers=Headers(fields))
+
+
+def _method_blind(key: TransactionKey) -> TransactionKey:
+    """C{key} without its method: how a CANCEL finds the request it cancels, whatever its method."""
+    return replace(key, method="")
 
 
 def _merge_key(request: Request) -> _MergeKey | None:
@@ -142,6 +154,7 @@ class TransactionManager:
         self._clients: dict[TransactionKey, ClientTransaction] = {}
         self._client_users: dict[ClientTransaction, ClientTransactionUser] = {}
         self._merge_keys: dict[_MergeKey, ServerTransaction] = {}
+        self._cancellable: dict[TransactionKey, ServerTransaction] = {}
         self._keys: dict[ServerTransaction | ClientTransaction, TransactionKey] = {}
 
     # Tables
@@ -237,13 +250,9 @@ class TransactionManager:
         if method == "ACK":
             return AckReceived(request=request, transaction=None)
         if method == "CANCEL":
-            target = self._servers.get(cancel_target_key(request))
+            target = self._cancel_target(key)
             created = self._create_server(key, request, reliable, transport)
-            return CancelReceived(
-                request=request,
-                transaction=created,
-                target=target if isinstance(target, InviteServerTransaction) else None,
-            )
+            return CancelReceived(request=request, transaction=created, target=target)
         merge_key = _merge_key(request)
         if merge_key is not None:
             first = self._merge_keys.get(merge_key)
@@ -254,6 +263,15 @@ class TransactionManager:
             return RequestReceived(request=request, transaction=created)
         return RequestReceived(request=request, transaction=self._create_server(key, request, reliable, transport))
 
+    def _cancel_target(self, key: TransactionKey) -> ServerTransaction | None:
+        """
+        The live server transaction a CANCEL with this key cancels (RFC 3261
+        section 9.2): an INVITE's (whose RFC 2543 key has no To tag), else
+        another method's.
+        """
+        blind = _method_blind(key)
+        return self._cancellable.get(replace(blind, to_tag=None)) or self._cancellable.get(blind)
+
     def _create_server(
         self, key: TransactionKey, request: Request, reliable: bool, transport: TransactionTransport
     ) -> ServerTransaction:
@@ -263,6 +281,8 @@ class TransactionManager:
         )
         self._servers[key] = transaction
         self._keys[transaction] = key
+        if request.method != "CANCEL":
+            self._cancellable.setdefault(_method_blind(key), transaction)
         return transaction
 
     def abort_all(self) -> None:
@@ -270,7 +290,8 @@ class TransactionManager:
         Terminate every transaction at once, cancelling its timers (for a
         stack that shuts down).  Each TU hears C{terminated} and nothing else.
         """
-        for transaction in (*self._servers.values(), *self._clients.values()):
+        transactions: list[ServerTransaction | ClientTransaction] = [*self._servers.values(), *self._clients.values()]
+        for transaction in transactions:
             transaction._terminate()
 
     # The TU of every transaction, as far as the tables go
@@ -305,6 +326,8 @@ class TransactionManager:
             return
         if key is not None and self._servers.get(key) is transaction:
             del self._servers[key]
+        if key is not None and self._cancellable.get(_method_blind(key)) is transaction:
+            del self._cancellable[_method_blind(key)]
         merge_key = _merge_key(transaction.request)
         if merge_key is not None and self._merge_keys.get(merge_key) is transaction:
             del self._merge_keys[merge_key]

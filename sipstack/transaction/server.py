@@ -70,13 +70,11 @@ Decisions where the RFC leaves room:
 
 from __future__ import annotations
 
-from sipstack.clock import Clock
-from sipstack.config import TimerValues
 from sipstack.errors import LocalProtocolError
 from sipstack.message.message import Request, Response, build_response
 from sipstack.transaction._base import _Machine
 from sipstack.transaction._timers import backoff, linger, transaction_timeout
-from sipstack.transaction.events import ServerTransactionUser, TransactionTransport
+from sipstack.transaction.events import ServerTransactionUser
 from sipstack.transaction.states import TransactionState
 
 __all__ = ["ServerTransaction", "InviteServerTransaction", "NonInviteServerTransaction"]
@@ -88,7 +86,7 @@ _CONFIRMED = TransactionState.CONFIRMED
 _ACCEPTED = TransactionState.ACCEPTED
 
 
-class ServerTransaction(_Machine):
+class ServerTransaction(_Machine[ServerTransactionUser]):
     """
     What both server transactions share: their TU, the latest response, and
     the checks on L{respond} and L{receive_request}.
@@ -96,20 +94,9 @@ class ServerTransaction(_Machine):
     Not instantiated itself; the TU callbacks receive one of its subclasses.
     """
 
-    def __init__(
-        self,
-        request: Request,
-        *,
-        clock: Clock,
-        timers: TimerValues,
-        reliable: bool,
-        transport: TransactionTransport,
-        user: ServerTransactionUser,
-        initial: TransactionState,
-    ) -> None:
-        super().__init__(request, clock=clock, timers=timers, reliable=reliable, transport=transport, initial=initial)
-        self._user = user
-        self._last_response: Response | None = None
+    _ROLE = "server transaction cannot serve"
+    #: The latest response sent (set on the instance by each send).
+    _last_response: Response | None = None
 
     @property
     def last_response(self) -> Response | None:
@@ -226,28 +213,8 @@ class InviteServerTransaction(ServerTransaction):
     @see: RFC 3261 section 17.2.1; RFC 6026 sections 7.1 and 8.
     """
 
-    def __init__(
-        self,
-        request: Request,
-        *,
-        clock: Clock,
-        timers: TimerValues,
-        reliable: bool,
-        transport: TransactionTransport,
-        user: ServerTransactionUser,
-    ) -> None:
-        """
-        @param request: the INVITE that created the transaction; the
-            transaction manager passes it to the TU.
-        @param reliable: whether it arrived over a reliable transport.
-        @raise LocalProtocolError: C{request} is not an INVITE.
-        """
-        if request.method != "INVITE":
-            raise LocalProtocolError(f"an INVITE server transaction cannot serve a {request.method}")
-        super().__init__(
-            request, clock=clock, timers=timers, reliable=reliable, transport=transport, user=user, initial=_PROCEEDING
-        )
-        self._timer_g = timers.t1
+    _INITIAL = _PROCEEDING
+    _FOR_INVITE = True
 
     def _matches(self, method: str) -> bool:
         return method in {"INVITE", "ACK"}
@@ -281,6 +248,7 @@ class InviteServerTransaction(ServerTransaction):
             return False
         elif status >= 300:
             self._enter(_COMPLETED)
+            self._timer_g = self._values.t1
             if not self._reliable:
                 self._start_timer("G", self._timer_g, self._on_timer_g)
             self._start_timer("H", transaction_timeout(self._values), self._on_timer_h)
@@ -369,28 +337,8 @@ class NonInviteServerTransaction(ServerTransaction):
     @see: RFC 3261 section 17.2.2.
     """
 
-    def __init__(
-        self,
-        request: Request,
-        *,
-        clock: Clock,
-        timers: TimerValues,
-        reliable: bool,
-        transport: TransactionTransport,
-        user: ServerTransactionUser,
-    ) -> None:
-        """
-        @param request: the request that created the transaction; the
-            transaction manager passes it to the TU.
-        @param reliable: whether it arrived over a reliable transport.
-        @raise LocalProtocolError: C{request} is an INVITE or an ACK (an ACK
-            has no server transaction of its own, RFC 3261 section 17.2.3).
-        """
-        if request.method in ("INVITE", "ACK"):
-            raise LocalProtocolError(f"a non-INVITE server transaction cannot serve an {request.method}")
-        super().__init__(
-            request, clock=clock, timers=timers, reliable=reliable, transport=transport, user=user, initial=_TRYING
-        )
+    _INITIAL = _TRYING
+    _FOR_INVITE = False
 
     def _matches(self, method: str) -> bool:
         return method == self._request.method

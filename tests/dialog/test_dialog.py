@@ -224,3 +224,52 @@ class BuildRequestTests(SynchronousTestCase):
         self.assertNotIn("Via", request.headers)
         other = build_request("MESSAGE", "sip:bob@example.com", from_="<sip:a@b.c>", to="<sip:d@e.f>")
         self.assertNotEqual(other.call_id, request.call_id)
+
+
+class EarlyDialogTests(SynchronousTestCase):
+    """
+    Dialogs made from a 101-199 response are early, and the 2xx confirms
+    them (RFC 3261 sections 12.1 and 13.2.2.4).
+    """
+
+    def _ringing(self, invite: Request) -> Response:
+        headers = [("Record-Route", "<sip:early.example.com;lr>"), ("Contact", "<sip:bob@198.51.100.7>")]
+        return build_response(invite, 180, to_tag="a6c85cf", headers=headers)
+
+    def test_uac_confirm(self) -> None:
+        """At the UAC the 2xx recomputes the route set and the remote target; the CSeq is kept."""
+        invite = _invite()
+        dialog = Dialog.from_uac(invite, self._ringing(invite))
+        self.assertTrue(dialog.early)
+        self.assertTrue(dialog.uac)
+        self.assertEqual(str(dialog.remote_target), "sip:bob@198.51.100.7")
+        dialog.create_request("INFO")
+        dialog.confirm(_ok(invite, ROUTES))
+        self.assertFalse(dialog.early)
+        self.assertEqual(str(dialog.remote_target), "sip:bob@192.0.2.4")
+        self.assertEqual(
+            [str(route.uri) for route in dialog.route_set], ["sip:p2.example.com;lr", "sip:p1.example.com;lr"]
+        )
+        self.assertEqual(dialog.local_cseq, 314160)
+
+    def test_uas_confirm(self) -> None:
+        """At the UAS our 2xx's Contact becomes the local contact; the remote target and routes stay."""
+        invite = _invite(ROUTES)
+        ringing = build_response(invite, 180, to_tag="a6c85cf")
+        dialog = Dialog.from_uas(invite, ringing)
+        self.assertTrue(dialog.early)
+        self.assertFalse(dialog.uac)
+        self.assertIsNone(dialog.local_contact)
+        dialog.confirm(_ok(invite))
+        self.assertFalse(dialog.early)
+        self.assertEqual(str(dialog.local_contact), "<sip:bob@192.0.2.4>")
+        self.assertEqual(str(dialog.remote_target), "sip:alice@pc33.atlanta.example.com")
+        self.assertEqual(len(dialog.route_set), 2)
+
+    def test_confirmed_unchanged(self) -> None:
+        """Confirming a confirmed dialog changes nothing (a re-INVITE's 2xx goes through receive_response)."""
+        invite = _invite()
+        dialog = Dialog.from_uac(invite, _ok(invite))
+        other = build_response(invite, 200, to_tag="a6c85cf", headers=[("Contact", "<sip:elsewhere@192.0.2.9>")])
+        dialog.confirm(other)
+        self.assertEqual(str(dialog.remote_target), "sip:bob@192.0.2.4")

@@ -214,6 +214,59 @@ class CancelTests(SynchronousTestCase):
         assert isinstance(outcome, CancelReceived)
         self.assertIsNone(outcome.target)
 
+    def test_cancel_matches_non_invite(self) -> None:
+        """
+        A CANCEL for a live non-INVITE server transaction names it as its
+        target (section 9.2: "regardless of the method of the original
+        request"), in Trying and still in Completed.
+        """
+        manager, _, _ = _manager()
+        options = manager.receive_request(make_request("OPTIONS"), reliable=False, transport=_Wire())
+        assert isinstance(options, RequestReceived)
+        outcome = manager.receive_request(make_request("CANCEL"), reliable=False, transport=_Wire())
+        assert isinstance(outcome, CancelReceived)
+        self.assertIs(outcome.target, options.transaction)
+        options.transaction.respond(make_response(options.request, 200))
+        again = manager.receive_request(
+            make_request("CANCEL", branch="z9hG4bKsecond"), reliable=False, transport=_Wire()
+        )
+        assert isinstance(again, CancelReceived)
+        self.assertIsNone(again.target)  # another branch: cancels nothing
+        late = manager.receive_request(make_request("CANCEL"), reliable=False, transport=_Wire())
+        self.assertIsInstance(late, Absorbed)  # the first CANCEL's retransmission
+
+    def test_cancel_after_non_invite_ended(self) -> None:
+        """Once the non-INVITE transaction is gone (at once over TCP), a CANCEL for it has no target (481)."""
+        manager, _, _ = _manager()
+        options = manager.receive_request(make_request("OPTIONS"), reliable=True, transport=_Wire())
+        assert isinstance(options, RequestReceived)
+        options.transaction.respond(make_response(options.request, 200))
+        self.assertEqual(len(manager), 0)
+        outcome = manager.receive_request(make_request("CANCEL"), reliable=True, transport=_Wire())
+        assert isinstance(outcome, CancelReceived)
+        self.assertIsNone(outcome.target)
+
+    def test_rfc2543_cancel_of_non_invite(self) -> None:
+        """
+        Without the magic cookie, a CANCEL matches a non-INVITE by the RFC
+        2543 fields, the To tag included (the CANCEL copies the To).
+        """
+        manager, _, _ = _manager()
+        bye = manager.receive_request(
+            make_request("BYE", branch="old1", to_tag="t1"), reliable=False, transport=_Wire()
+        )
+        assert isinstance(bye, RequestReceived)
+        other = manager.receive_request(
+            make_request("CANCEL", branch="old1", to_tag="t2"), reliable=False, transport=_Wire()
+        )
+        assert isinstance(other, CancelReceived)
+        self.assertIsNone(other.target)
+        outcome = manager.receive_request(
+            make_request("CANCEL", branch="old1", to_tag="t1"), reliable=False, transport=_Wire()
+        )
+        assert isinstance(outcome, CancelReceived)
+        self.assertIs(outcome.target, bye.transaction)
+
     def test_cancel_retransmission(self) -> None:
         """A retransmitted CANCEL is absorbed by the CANCEL's transaction, not the INVITE's."""
         manager, _, _ = _manager()
