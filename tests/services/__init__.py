@@ -1,0 +1,3 @@
+"""
+Tests for L{sipstack.services}: location stores and digest authentication.
+"""
