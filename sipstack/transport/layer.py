@@ -90,7 +90,7 @@ class _OutboundStreamFactory(SIPStreamFactory):
 
     def buildProtocol(self, addr: object) -> SIPStreamProtocol:
         protocol = super().buildProtocol(addr)
-        protocol.destination = self.destination  # type: ignore[attr-defined]  # read back in stream_security
+        protocol.destination = self.destination
         return protocol
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Protocol as TypingProtocol
 
 from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionAborted
 from twisted.internet.interfaces import IDelayedCall, IHandshakeListener, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
@@ -26,15 +27,27 @@ from zope.interface import implementer
 
 from sipstack.config import Limits
 from sipstack.errors import FaultAction, RemoteProtocolError
-from sipstack.hop import CLEARTEXT, TLS_UNAUTHENTICATED, FlowKey, HopSecurity, TransportKind
+from sipstack.hop import CLEARTEXT, TLS_UNAUTHENTICATED, Destination, FlowKey, HopSecurity, TransportKind
 from sipstack.message import KeepAlive, StreamFramer, build_error_response, serialize
 from sipstack.message.message import Message
 
-__all__ = ["StreamOwner", "SIPStreamProtocol", "SIPStreamFactory", "ConnectionLimitExceeded"]
+__all__ = ["StreamOwner", "SIPStreamProtocol", "SIPStreamFactory", "ConnectionLimitExceeded", "HandshakeTimedOut"]
 
 
 class ConnectionLimitExceeded(Exception):
     """A stream was refused because a connection limit was reached."""
+
+
+class HandshakeTimedOut(ConnectionAborted):
+    """
+    The TLS handshake did not complete within C{Limits.handshake_timeout}.
+
+    L{SIPStreamProtocol.ready} fails with it (rather than with the bare
+    L{ConnectionAborted} of the abort), so that a caller such as the
+    TLS-first endpoint can tell "the peer never answered the handshake", a
+    reason to fall back, from other aborts.  It is a L{ConnectionAborted},
+    so code that checked for that still does.
+    """
 
 
 class StreamOwner(TypingProtocol):
@@ -68,6 +81,9 @@ class SIPStreamProtocol(Protocol):
     @ivar kind: L{TransportKind.TCP} or L{TransportKind.TLS}.
     @ivar outbound: whether we opened the connection (then a single CRLF
         from the peer is a pong to our ping, RFC 5626 section 3.5.1).
+    @ivar destination: for an outgoing stream, the destination it was opened
+        for (its SNI and whether the peer must be authenticated), which the
+        owner reads to judge the handshake; L{None} for an inbound stream.
     @ivar flow: the flow key, once connected.
     @ivar security: the hop's security state; for TLS, C{tls-unauthenticated}
         until the handshake completed.
@@ -78,11 +94,20 @@ class SIPStreamProtocol(Protocol):
 
     _log = Logger()
 
-    def __init__(self, owner: StreamOwner, clock: IReactorTime, kind: TransportKind, *, outbound: bool) -> None:
+    def __init__(
+        self,
+        owner: StreamOwner,
+        clock: IReactorTime,
+        kind: TransportKind,
+        *,
+        outbound: bool,
+        destination: Destination | None = None,
+    ) -> None:
         self._owner = owner
         self._clock = clock
         self.kind = kind
         self.outbound = outbound
+        self.destination = destination
         self.flow: FlowKey | None = None
         # Until the handshake says more, a TLS stream is at best unauthenticated
         # (it must never be listed as cleartext, nor as authenticated).
@@ -98,6 +123,7 @@ class SIPStreamProtocol(Protocol):
         self._handshake: IDelayedCall | None = None
         self._paused = False
         self._queued_while_paused = 0
+        self._handshake_timed_out = False
 
     # Connection life cycle
 
@@ -143,6 +169,9 @@ class SIPStreamProtocol(Protocol):
         if self.flow is not None:
             self._owner.stream_closed(self, reason)
         if not self.ready.called:
+            if self._handshake_timed_out:
+                timed_out = HandshakeTimedOut(f"no TLS handshake within {self._owner.limits.handshake_timeout} s")
+                reason = Failure(timed_out)  # type: ignore[no-untyped-call]  # unannotated in Twisted 26.10
             self.ready.errback(reason)
             if not self.outbound:
                 # Nobody waits for an inbound stream to become ready: do not
@@ -263,6 +292,7 @@ class SIPStreamProtocol(Protocol):
 
     def _timed_out(self, what: str) -> None:
         setattr(self, {"idle": "_idle", "partial message": "_partial", "handshake": "_handshake"}[what], None)
+        self._handshake_timed_out = what == "handshake"
         self._log.info("Closing {flow}: {what} timeout", flow=self.flow, what=what)
         self.abort()
 
@@ -270,15 +300,41 @@ class SIPStreamProtocol(Protocol):
 class SIPStreamFactory(Factory):
     """
     Builds L{SIPStreamProtocol}s for one listener or one outgoing connection.
+
+    It fits the contract of L{TLSFirstEndpoint
+    <sipstack.transport.endpoint.TLSFirstEndpoint>}: the endpoint asks
+    L{for_attempt} for the factory of each connection it makes, so every
+    protocol knows whether it runs over TLS or TCP and for which
+    destination, and waits for L{SIPStreamProtocol.ready}.
     """
 
-    def __init__(self, owner: StreamOwner, clock: IReactorTime, kind: TransportKind, *, outbound: bool) -> None:
+    def __init__(
+        self,
+        owner: StreamOwner,
+        clock: IReactorTime,
+        kind: TransportKind,
+        *,
+        outbound: bool,
+        destination: Destination | None = None,
+    ) -> None:
         self._owner = owner
         self._clock = clock
         self._kind = kind
         self._outbound = outbound
+        self._destination = destination
+
+    def for_attempt(self, destination: Destination) -> SIPStreamFactory:
+        """
+        A factory like this one for one connection to C{destination}: its
+        protocols run over C{destination.transport} and carry it.
+        """
+        return SIPStreamFactory(
+            self._owner, self._clock, destination.transport, outbound=self._outbound, destination=destination
+        )
 
     def buildProtocol(self, addr: object) -> SIPStreamProtocol:
-        protocol = SIPStreamProtocol(self._owner, self._clock, self._kind, outbound=self._outbound)
+        protocol = SIPStreamProtocol(
+            self._owner, self._clock, self._kind, outbound=self._outbound, destination=self._destination
+        )
         protocol.factory = self
         return protocol
