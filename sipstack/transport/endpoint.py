@@ -236,10 +236,13 @@ class _ObservingFactory:
     attempt, to see whether and when that one address connected or failed.
     """
 
-    def __init__(self, wrapped: Any, record: _AddressTry, clock: IReactorTime) -> None:
+    def __init__(
+        self, wrapped: Any, record: _AddressTry, clock: IReactorTime, on_failure: Callable[[], object]
+    ) -> None:
         self._wrapped = wrapped
         self._record = record
         self._clock = clock
+        self._on_failure = on_failure
 
     def doStart(self) -> None:
         self._wrapped.doStart()
@@ -259,6 +262,7 @@ class _ObservingFactory:
         self._record.failure = reason
         self._record.failed_at = self._clock.seconds()
         self._wrapped.clientConnectionFailed(connector, reason)
+        self._on_failure()
 
     def clientConnectionLost(self, connector: IConnector, reason: Failure) -> None:
         self._wrapped.clientConnectionLost(connector, reason)
@@ -271,9 +275,16 @@ class _PlannedReactor:
     target's addresses, and every TCP attempt is observed.
     """
 
-    def __init__(self, reactor: Any, addresses: Sequence[str], tries: list[_AddressTry]) -> None:
+    def __init__(
+        self,
+        reactor: Any,
+        addresses: Sequence[str],
+        tries: list[_AddressTry],
+        on_failure: Callable[[], object] = lambda: None,
+    ) -> None:
         self._reactor = reactor
         self._tries = tries
+        self._on_failure = on_failure
         self.nameResolver: IHostnameResolver = _PlannedResolver(addresses)
 
     def installNameResolver(self, resolver: IHostnameResolver) -> IHostnameResolver:
@@ -284,7 +295,7 @@ class _PlannedReactor:
     ) -> IConnector:
         record = _AddressTry(host, self._reactor.seconds())
         self._tries.append(record)
-        observed = _ObservingFactory(factory, record, self._reactor)
+        observed = _ObservingFactory(factory, record, self._reactor, self._on_failure)
         connector: IConnector = self._reactor.connectTCP(host, port, observed, timeout=timeout, bindAddress=bindAddress)
         return connector
 
@@ -664,8 +675,28 @@ class TLSFirstEndpoint:
             nothing = "the host resolved to no usable address"
             return _Tried([self._skipped(target, Outcome.NO_ADDRESSES, nothing)], Outcome.NO_ADDRESSES, nothing)
         tries: list[_AddressTry] = []
+        connecting: list[Deferred[IProtocol]] = []
+        every_address_failed = False
+        settled = False
+
+        def check_exhausted() -> None:
+            # HostnameEndpoint notices that its last address failed only at
+            # its next attempt-delay tick (250 ms by default): a refused TLS
+            # port would cost a quarter second before TCP.  Each address is
+            # tried once, so when all have failed the target has failed.
+            nonlocal every_address_failed
+            if len(tries) == len(addresses) and all(each.failure is not None for each in tries):
+                # (Not .called: the Deferred is "called" while it waits on
+                # the one HostnameEndpoint chains to it.)
+                if connecting and not settled:
+                    every_address_failed = True
+                    connecting[0].cancel()
+
+        def on_failure() -> None:
+            clock.callLater(0, check_exhausted)
+
         endpoint: IStreamClientEndpoint = HostnameEndpoint(
-            _PlannedReactor(clock, addresses, tries),
+            _PlannedReactor(clock, addresses, tries, on_failure),
             # Only the planned resolver sees the name; a target name Twisted
             # would find invalid (not IDNA) must not fail the attempt.
             normalize_domain(target.host) or addresses[0],
@@ -681,15 +712,20 @@ class TLSFirstEndpoint:
 
         if tls:
             endpoint = wrapClientTLS(self._creator_for(self._destination(target, addresses[0])), endpoint)
+        connecting.append(endpoint.connect(_AttemptFactory(factory, destination_for)))
         try:
-            protocol = await endpoint.connect(_AttemptFactory(factory, destination_for))
+            protocol = await connecting[0]
         except Exception as exc:
+            settled = True
             failure = Failure(exc)  # type: ignore[no-untyped-call]  # unannotated in Twisted 26.10
+            if every_address_failed and tries[-1].failure is not None:
+                failure = tries[-1].failure
             outcome = _connect_outcome(failure)
             attempts = self._tcp_attempts(target, tries, None, failure)
             if attempts and outcome is not Outcome.CANCELLED and outcome is not Outcome.ERROR:
                 outcome = attempts[-1].outcome
             return _Tried(attempts, outcome, _summary(attempts) or _describe(failure, outcome), failure=failure)
+        settled = True
         address = _peer_host(protocol) or addresses[0]
         connected = [each for each in tries if each.connected_at is not None and each.failure is None]
         winner = next((each for each in connected if each.address == address), connected[0] if connected else None)

@@ -748,6 +748,26 @@ class SequenceTests(SynchronousTestCase):
         assert report.fallback_reason is not None
         self.assertIn("5063", report.fallback_reason)
 
+    def test_failed_target_ends_at_once(self) -> None:
+        """
+        When every address of a target has failed, the next target is tried
+        at once, not at L{HostnameEndpoint}'s next attempt-delay tick: a
+        refused TLS port costs a round trip, not a quarter second.
+        """
+        plan = make_plan(make_target(TLS, 5061, "::1", "127.0.0.1"), make_target(TCP, 5060))
+        connecting = self.connect(plan)
+        self.fail_attempt(0, ConnectionRefusedError())
+        self.reactor.advance(0.25)
+        self.assertEqual(self.connecting(), [("::1", 5061), ("127.0.0.1", 5061)])
+        self.fail_attempt(1, ConnectionRefusedError())
+        self.reactor.advance(0)
+        self.assertEqual(self.connecting()[2:], [("127.0.0.1", 5060)])
+        self.succeed(2)
+        report = self.successResultOf(connecting).report
+        self.assertEqual(
+            outcomes(report.attempts), [(TLS, Outcome.REFUSED), (TLS, Outcome.REFUSED), (TCP, Outcome.CONNECTED)]
+        )
+
     def test_happy_eyeballs_within_a_target(self) -> None:
         """
         The addresses of one target race, C{attempt_delay} apart; the loser
