@@ -134,7 +134,7 @@ def _plan(host: str, tls_port: int | None, tcp_port: int, policy: TLSPolicy = TL
 
 
 async def _time_connects(
-    reactor: Any, plan: Plan, count: int, limits: Limits, trust: bytes, memory: Callable[[], TLSMemory]
+    reactor: Any, plan: Plan, count: int, *, limits: Limits, trust: bytes, memory: Callable[[], TLSMemory]
 ) -> dict[str, Any]:
     times: list[float] = []
     outcomes: set[str] = set()
@@ -166,7 +166,8 @@ async def _main(reactor: Any, arguments: argparse.Namespace) -> None:
     (directory / "cert.pem").write_bytes(issued.fullchain_pem)
     (directory / "key.pem").write_bytes(issued.key_pem)
     stack = SIPStack(reactor)
-    tls = await stack.listen(f"tls:0:interface={host}:certKey={directory / 'cert.pem'}:privateKey={directory / 'key.pem'}")
+    files = f"certKey={directory / 'cert.pem'}:privateKey={directory / 'key.pem'}"
+    tls = await stack.listen(f"tls:0:interface={host}:{files}")
     tcp = await stack.listen(f"tcp:0:interface={host}")
     silent, held = _silent_port(host)
     mute = _mute_port(reactor, host)
@@ -191,7 +192,7 @@ async def _main(reactor: Any, arguments: argparse.Namespace) -> None:
         if time.monotonic() > deadline:
             results[name] = {"skipped": "time limit"}
             continue
-        results[name] = await _time_connects(reactor, plan, count, limits, ca.cert_pem, memory)
+        results[name] = await _time_connects(reactor, plan, count, limits=limits, trust=ca.cert_pem, memory=memory)
     baseline = results["tcp-only"]["median_ms"]
     for result in results.values():
         if "median_ms" in result:

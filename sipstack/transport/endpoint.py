@@ -684,13 +684,13 @@ class TLSFirstEndpoint:
             # its next attempt-delay tick (250 ms by default): a refused TLS
             # port would cost a quarter second before TCP.  Each address is
             # tried once, so when all have failed the target has failed.
+            # (Not .called: the Deferred is "called" while it waits on the
+            # one HostnameEndpoint chains to it.)
             nonlocal every_address_failed
-            if len(tries) == len(addresses) and all(each.failure is not None for each in tries):
-                # (Not .called: the Deferred is "called" while it waits on
-                # the one HostnameEndpoint chains to it.)
-                if connecting and not settled:
-                    every_address_failed = True
-                    connecting[0].cancel()
+            all_tried = len(tries) == len(addresses) and all(each.failure is not None for each in tries)
+            if all_tried and connecting and not settled:
+                every_address_failed = True
+                connecting[0].cancel()
 
         def on_failure() -> None:
             clock.callLater(0, check_exhausted)
