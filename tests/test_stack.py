@@ -379,6 +379,14 @@ class MemoryTests(TestCase):
         request = build_request(
             "OPTIONS", f"sip:bob@{peer};transport=tcp", from_="<sip:a@example.com>", to="<sip:b@example.com>"
         )
+        # A first request opens the connection; the second reuses it, so
+        # its transaction starts at once.
+        self.assertEqual((await a.request(request)).status, 200)
+        await wait_for(lambda: len(b._manager) == 0 and len(a._manager) == 0, "the first transactions to end")
+        served.clear()
+        request = build_request(
+            "OPTIONS", f"sip:bob@{peer};transport=tcp", from_="<sip:a@example.com>", to="<sip:b@example.com>"
+        )
         gc.collect()
         gc.disable()
         pending = a.request(request)

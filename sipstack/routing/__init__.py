@@ -1,6 +1,7 @@
 """
-Where messages go: the pure rules of RFC 3261 section 18 and RFC 3581, and
-RFC 3263 server location planned against an injected resolver.  No I/O here.
+Where messages go: the pure rules of RFC 3261 section 18 and RFC 3581,
+RFC 3263 server location planned against an injected resolver, and the
+Record-Route URI of a proxy (with the TLS hint).  No I/O here.
 """
 
 from sipstack.routing.locate import (
@@ -14,6 +15,7 @@ from sipstack.routing.locate import (
     order_srv,
 )
 from sipstack.routing.plan import Lookup, Plan, Target, TargetSource
+from sipstack.routing.record_route import TLS_PORT_HINT, record_route_uri, tls_port_hint
 from sipstack.routing.resolver import AddressFamily, AddressRecord, NAPTRRecord, Resolver, SRVRecord
 from sipstack.routing.via import (
     BRANCH_COOKIE,
@@ -41,6 +43,9 @@ __all__ = [
     "Plan",
     "Target",
     "TargetSource",
+    "TLS_PORT_HINT",
+    "record_route_uri",
+    "tls_port_hint",
     "AddressFamily",
     "AddressRecord",
     "NAPTRRecord",

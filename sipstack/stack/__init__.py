@@ -30,19 +30,34 @@ RFC 3261 a user agent core plays around them:
   - C{close()} refuses new requests with 503 and lets open transactions reach
     their final response before the sockets close.
 
-Where a request goes is decided by C{_transport.plan_destination}, a
-stand-in for the RFC 3263 planner: the Request-URI (or a loose first Route),
-IP literal or a name resolved by the reactor, TLS for C{sips:} or
-C{transport=tls}.
+Where a request goes is decided by RFC 3263 planning (C{_locate}): the
+next hop's URI (a loose first Route, else the Request-URI) is planned with
+the stack's resolver and TLS policy, its stream targets are walked TLS
+first by the transport layer (reusing a flow that is as secure), UDP
+follows only where the policy allows, and a transport failure, timeout or
+503 moves the request to the next target (RFC 3263 section 4.3).  The
+result says which of this happened: its C{plan}, C{attempts},
+C{fallback_reason}, C{failovers} and C{security}.
 
 The modules behind it: C{_stack} (L{SIPStack}: wiring, dispatch of what the
 transaction manager reports, shutdown), C{_client} (the TU of each request
-sent), C{_server} (L{IncomingRequest}) and C{_transport} (destinations, and
-each transaction's sends).
+sent, failover), C{_locate} (planning and the walk of a plan, the hosts
+file in front of DNS), C{_server} (L{IncomingRequest}) and C{_transport}
+(each transaction's sends).
 """
 
-from sipstack.stack._client import RequestResult
+from sipstack.stack._client import Failover, RequestResult
+from sipstack.stack._locate import UDP_FALLBACK_EVENT, HostsFileResolver
 from sipstack.stack._server import IncomingRequest, RequestHandler, StrayHandler
 from sipstack.stack._stack import SIPStack
 
-__all__ = ["SIPStack", "RequestResult", "IncomingRequest", "RequestHandler", "StrayHandler"]
+__all__ = [
+    "SIPStack",
+    "RequestResult",
+    "Failover",
+    "IncomingRequest",
+    "RequestHandler",
+    "StrayHandler",
+    "UDP_FALLBACK_EVENT",
+    "HostsFileResolver",
+]

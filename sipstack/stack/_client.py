@@ -15,19 +15,35 @@ CANCEL, decisions:
   - C{cancel()} before any provisional response waits for one; if the
     final response comes first, no CANCEL is sent and the Deferred fires
     with L{None}.  After the final response it fires with L{None} at once.
-  - C{cancel()} while the destination is still being planned (nothing was
-    sent yet): the INVITE is never sent, its result is a local 487 marked
+  - C{cancel()} while the destination is still being planned or connected
+    to (nothing was sent yet), or while a failover looks for the next hop:
+    the INVITE is not sent (again), its result is a local 487 marked
     C{synthesized="cancelled"}, and C{cancel()} fires with L{None}.
   - An INVITE stays known to C{cancel()} until both its transaction ended
     and 64*T1 passed since its final response, so that a C{cancel()} racing
     with the final response finds it and fires with L{None} rather than
     raising.
+
+Failover (RFC 3263 section 4.3), decisions:
+
+  - A transport failure, a timeout (the 408 made when Timer B or F fired)
+    or a 503 received make the request go to the next hop of its
+    L{PlanWalk}: the same request with a new branch, in a new client
+    transaction, until the plan is exhausted.  The response that caused
+    the last failover is then the result.
+  - Never after a provisional response (of any method): a server took the
+    request on, and sending it elsewhere could act on it twice; nor once
+    C{cancel()} was called, nor after the stack closed.
+  - Never from TLS to a weaker transport under the opportunistic or strict
+    policy (see L{sipstack.stack._locate}).
+  - A CANCEL and the ACK of a non-2xx go to the hop of the INVITE they
+    belong to, never elsewhere.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 from twisted.internet.defer import Deferred, succeed
@@ -40,17 +56,40 @@ from sipstack.hop import Destination, FlowKey, HopSecurity, TransportKind
 from sipstack.message import Request, Response, build_response
 from sipstack.message.envelope import Sent
 from sipstack.message.message import Message
+from sipstack.routing import NoTargets, Plan, Target, new_branch
+from sipstack.stack._locate import Hop, PlanWalk
 from sipstack.stack._transport import StackTransport
 from sipstack.transaction import ClientTransaction
 from sipstack.transaction.manager import build_cancel
+from sipstack.transport.report import Attempt
 
 if TYPE_CHECKING:
     from sipstack.stack._stack import SIPStack
 
-__all__ = ["RequestResult", "Synthesized", "ClientRequest", "request_id"]
+__all__ = ["RequestResult", "Synthesized", "Failover", "ClientRequest", "request_id"]
 
 #: Why a response was made up locally rather than received.
 Synthesized = Literal["timeout", "transport", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class Failover:
+    """
+    A hop given up on for the next one (RFC 3263 section 4.3).
+
+    @ivar target: the plan's target it went to.
+    @ivar destination: the address, port and transport.
+    @ivar status: the final status there: 503 received or synthesized
+        (transport failure), or 408 synthesized (timeout).
+    @ivar synthesized: as L{RequestResult.synthesized}.
+    @ivar security: the security state of that hop.
+    """
+
+    target: Target
+    destination: Destination
+    status: int
+    synthesized: Synthesized | None
+    security: HopSecurity | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,8 +97,8 @@ class RequestResult:
     """
     How a request sent with L{SIPStack.request} ended.
 
-    @ivar request: the request as first sent (its top Via names our transport
-        and sent-by).
+    @ivar request: the request as last sent, to the hop that gave the
+        response (its top Via names our transport and sent-by).
     @ivar response: the final response: received, or synthesized (see
         C{synthesized}).
     @ivar provisional: the 1xx responses received before it, in order.
@@ -75,6 +114,18 @@ class RequestResult:
     @ivar dialog: for a 2xx to an INVITE, the dialog it created or
         confirmed (RFC 3261 section 12.1.2), or for a re-INVITE the dialog it
         was sent in, already acknowledged; otherwise L{None}.
+    @ivar plan: the RFC 3263 plan of the request's next hop (when planning
+        found no target, what it found, with its lookups); L{None} when no
+        plan was made (see C{error}).
+    @ivar attempts: every stream connection attempt made, across failovers,
+        in order (an open flow that was reused makes none; UDP makes none).
+    @ivar fallback_reason: why TLS was not used although it was wanted
+        (each TLS failure, or "remembered" when the TLS memory said there is
+        none), or why UDP was used (every stream target failed); L{None}
+        when nothing was given up.
+    @ivar failovers: the hops given up on before the one that answered.
+    @ivar error: for a synthesized 503 that no hop was ever reached for
+        (no plan, no connection, a downgrade refused), why.
     """
 
     request: Request
@@ -84,6 +135,11 @@ class RequestResult:
     security: HopSecurity | None = None
     flow: FlowKey | None = None
     dialog: Dialog | None = None
+    plan: Plan | None = None
+    attempts: tuple[Attempt, ...] = ()
+    fallback_reason: str | None = None
+    failovers: tuple[Failover, ...] = ()
+    error: str | None = None
 
     @property
     def status(self) -> int:
@@ -116,48 +172,125 @@ class ClientRequest:
         self.result: Deferred[RequestResult] = Deferred()
         self.provisional: list[Response] = []
         self.destination: Destination | None = None
+        self.hop: Hop | None = None
+        self.walk: PlanWalk | None = None
         self.transport: StackTransport | None = None
         self.in_dialog = stack._dialog_of_outgoing(request)
         self.dialog: Dialog | None = self.in_dialog
         self.acks: dict[str, StackTransport] = {}
+        self.failovers: tuple[Failover, ...] = ()
         self._early: list[Dialog] = []
         self._cancel_waiters: list[Deferred[RequestResult | None]] = []
         self._cancel_requested = False
         self._cancel_sent = False
         self._transaction_live = False
         self._forget_call: IDelayedCall | None = None
+        # The transport of the hop given up on, while the next one is found.
+        self._previous: StackTransport | None = None
+        # The response that made the request fail over, with the security
+        # and flow of its hop: the result if no further hop can be used.
+        self._failed_over: tuple[Response, Synthesized | None, HopSecurity | None, FlowKey | None] | None = None
+        self._error: str | None = None
+        self._failed_plan: Plan | None = None
 
     # Starting
 
-    def start(self, destination: Destination, flow: FlowKey | None = None) -> None:
+    def begin(self) -> None:
+        """
+        Plan the request's next hop, reach it, and start the transaction:
+        without a Deferred when the plan is known and the hop is UDP.
+        """
+        locator = self.stack._locator
+        try:
+            plan = locator.known_plan(self.request)
+        except Exception:
+            self._no_route(Failure())  # type: ignore[no-untyped-call]  # Failure() is unannotated in Twisted 26.10
+            return
+        if plan is None:
+            locator.plan(self.request).addCallbacks(self._planned, self._no_route).addErrback(self.start_failed)
+        else:
+            self._planned(plan)
+
+    def _planned(self, plan: Plan) -> None:
+        if self.result.called:
+            # Cancelled while the destination was planned: never sent.
+            return
+        self.walk = self.stack._locator.walk(plan)
+        self._next_hop()
+
+    def _next_hop(self) -> None:
+        assert self.walk is not None
+        try:
+            hop = self.walk.next_hop()
+        except Exception:
+            self._no_route(Failure())  # type: ignore[no-untyped-call]  # Failure() is unannotated in Twisted 26.10
+            return
+        if isinstance(hop, Deferred):
+            hop.addCallbacks(self._hop_found, self._no_route).addErrback(self.start_failed)
+            return
+        try:
+            self._hop_found(hop)
+        except Exception:
+            self.start_failed(Failure())  # type: ignore[no-untyped-call]  # Failure() is unannotated in Twisted 26.10
+
+    def _hop_found(self, hop: Hop) -> None:
+        request = self.request
+        if self._failed_over is not None:
+            # RFC 3263 section 4.3: the same request with a new branch.
+            self._failed_over = None
+            request = request.with_top_via(request.top_via.with_param("branch", new_branch()))
+        self.start(hop, request)
+
+    def _no_route(self, failure: Failure) -> None:
+        """No (further) hop: the response that caused the failover stands, or a 503 is made."""
+        if self.result.called:
+            return
+        failed_over, self._failed_over = self._failed_over, None
+        if failed_over is not None:
+            response, synthesized, security, flow = failed_over
+            self._log.info(
+                "No further target for {uri} after {status}: {error}",
+                uri=self.request.uri,
+                status=response.status,
+                error=failure.getErrorMessage(),
+            )
+            self._finish(response, synthesized, hop_state=(security, flow))
+            return
+        self._error = failure.getErrorMessage()
+        if isinstance(failure.value, NoTargets):
+            # What planning found, for the report.
+            self._failed_plan = failure.value.plan
+        self._log.info("No destination for {uri}: {error}", uri=self.request.uri, error=self._error)
+        self._finish(build_response(self.request, 503), "transport")
+
+    def start(self, hop: Hop, request: Request | None = None) -> None:
+        """Send C{request} (by default the request itself) to C{hop} in a new client transaction."""
         if self.result.called:
             # Cancelled while the destination was planned: never sent.
             return
         if self.stack._closed:
             self._finish(build_response(self.request, 503), "transport")
             return
-        self.destination = destination
+        self.hop = hop
+        self.destination = destination = hop.destination
+        flow = hop.flow
         layer = self.stack._layer
-        request = self.request
+        first = request if request is not None else self.request
 
         def send(message: Message, previous: Sent | None) -> Deferred[Sent]:
             # No reference to self here: see StackTransport.
             assert isinstance(message, Request)
-            sent_flow = flow if message is request else (previous.flow if previous is not None else None)
+            sent_flow = flow if message is first else (previous.flow if previous is not None else None)
             return layer.send_request(message, destination, flow=sent_flow)
 
-        self.transport = StackTransport(self.stack._layer, send)
-        manager = self.stack._manager
-        transaction = manager.start_client(
-            self.request, reliable=destination.transport.reliable, transport=self.transport, user=self
+        self.transport = StackTransport(layer, send)
+        self._previous = None
+        transaction = self.stack._manager.start_client(
+            first, reliable=destination.transport.reliable, transport=self.transport, user=self
         )
         if not transaction.terminated:
             self._transaction_live = True
             self.transport.bind(transaction)
-
-    def plan_failed(self, failure: Failure) -> None:
-        self._log.info("No destination for {uri}: {error}", uri=self.request.uri, error=failure.getErrorMessage())
-        self._finish(build_response(self.request, 503), "transport")
 
     def start_failed(self, failure: Failure) -> None:
         """Starting raised (the request was refused, e.g. a branch already in use): fail the result with it."""
@@ -165,9 +298,48 @@ class ClientRequest:
         if not self.result.called:
             self.result.errback(failure)
 
+    def _current(self, transaction: ClientTransaction) -> bool:
+        """Whether C{transaction} is the one of the hop in use (not one failed over from)."""
+        return self.transport is not None and self.transport.transaction is transaction
+
+    def _failover(self, response: Response, synthesized: Synthesized | None) -> bool:
+        """
+        Go on to the next hop after C{response} (a 503, or a synthesized 408
+        or 503), if the rules of the module docstring allow it.
+        """
+        walk, hop = self.walk, self.hop
+        if (
+            walk is None
+            or hop is None
+            or self.provisional
+            or self._cancel_requested
+            or self.stack._closed
+            or walk.exhausted
+        ):
+            return False
+        received = self.stack._receiving if synthesized is None else None
+        sent = self.sent
+        security = received.security if received is not None else (sent.security if sent is not None else None)
+        flow = received.flow if received is not None else self.flow
+        self.failovers += (Failover(hop.target, hop.destination, response.status, synthesized, security),)
+        self._failed_over = (response, synthesized, security, flow)
+        self._log.info(
+            "{status} from {destination} for {uri}: trying the next target (RFC 3263 section 4.3)",
+            status=response.status,
+            destination=hop.destination.peer,
+            uri=self.request.uri,
+        )
+        # The transaction given up on is no longer ours: its end must
+        # neither finish the request nor make cancel() forget it.
+        self._previous, self.transport = self.transport, None
+        self._transaction_live = False
+        self._next_hop()
+        return True
+
     @property
     def sent(self) -> Sent | None:
-        return self.transport.sent if self.transport is not None else None
+        transport = self.transport if self.transport is not None else self._previous
+        return transport.sent if transport is not None else None
 
     @property
     def flow(self) -> FlowKey | None:
@@ -181,6 +353,8 @@ class ClientRequest:
     # ClientTransactionUser
 
     def response_received(self, transaction: ClientTransaction, response: Response) -> None:
+        if not self._current(transaction):
+            return
         if response.status < 200:
             self.provisional.append(response)
             self._early_dialog(response)
@@ -195,6 +369,8 @@ class ClientRequest:
         if self.result.called:
             self._extra_2xx(response)
             return
+        if response.status == 503 and self._failover(response, None):
+            return
         if self._is_invite and response.status < 300:
             self.dialog = self._confirmed_dialog(response)
             if self.auto_ack:
@@ -202,12 +378,22 @@ class ClientRequest:
         self._finish(response, None)
 
     def timed_out(self, transaction: ClientTransaction) -> None:
-        self._finish(build_response(self.request, 408), "timeout")
+        if not self._current(transaction):
+            return
+        response = build_response(self.request, 408)
+        if not self._failover(response, "timeout"):
+            self._finish(response, "timeout")
 
     def transport_failed(self, transaction: ClientTransaction) -> None:
-        self._finish(build_response(self.request, 503), "transport")
+        if not self._current(transaction):
+            return
+        response = build_response(self.request, 503)
+        if not self._failover(response, "transport"):
+            self._finish(response, "transport")
 
     def terminated(self, transaction: ClientTransaction) -> None:
+        if not self._current(transaction):
+            return
         self._transaction_live = False
         # Early dialogs no 2xx confirmed end with the INVITE transaction
         # (RFC 3261 section 13.2.2.4; Timer M covers late forks).
@@ -267,13 +453,33 @@ class ClientRequest:
     def _over_tls(self) -> bool:
         return self.destination is not None and self.destination.transport is TransportKind.TLS
 
-    def _finish(self, response: Response, synthesized: Synthesized | None) -> None:
+    def _finish(
+        self,
+        response: Response,
+        synthesized: Synthesized | None,
+        *,
+        hop_state: tuple[HopSecurity | None, FlowKey | None] | None = None,
+    ) -> None:
+        """
+        Fire the result with C{response}.
+
+        @param hop_state: the security and flow of the hop C{response} came
+            from, when it is not the message being received now.
+        """
         if self.result.called:
             return
-        received = self.stack._receiving if synthesized is None else None
         sent = self.sent
-        security = received.security if received is not None else (sent.security if sent is not None else None)
-        flow = received.flow if received is not None else self.flow
+        if hop_state is not None:
+            security, flow = hop_state
+        else:
+            received = self.stack._receiving if synthesized is None else None
+            security = received.security if received is not None else (sent.security if sent is not None else None)
+            flow = received.flow if received is not None else self.flow
+        walk = self.walk
+        # No failover (nor CANCEL) after the final response: the walk and
+        # the hop are done with, and need not live as long as the
+        # transaction lingers (Timers K and M).
+        self.walk = self.hop = None
         self._settle_dialogs(response)
         if self._is_invite and not self.stack._closed:
             self._forget_call = self.stack.reactor.callLater(64 * self.stack.config.timers.t1, self._linger_ended)
@@ -286,6 +492,11 @@ class ClientRequest:
                 security=security,
                 flow=flow,
                 dialog=self.dialog if synthesized is None and self._is_invite and response.status < 300 else None,
+                plan=walk.plan if walk is not None else self._failed_plan,
+                attempts=walk.attempts if walk is not None else (),
+                fallback_reason=walk.fallback_reason if walk is not None else None,
+                failovers=self.failovers,
+                error=self._error,
             )
         )
         if not self._cancel_sent:
@@ -363,8 +574,9 @@ class ClientRequest:
         request = sent.message if sent is not None and isinstance(sent.message, Request) else self.request
         cancel = ClientRequest(self.stack, build_cancel(request), None, False)
         cancel.result.addCallback(self._fire_cancel)
-        assert self.destination is not None
-        cancel.start(self.destination, self.flow)
+        # Where the INVITE went, on the flow it used (RFC 3261 section 9.1).
+        assert self.hop is not None
+        cancel.start(replace(self.hop, flow=self.flow))
 
     def _fire_cancel(self, result: RequestResult | None) -> None:
         waiters, self._cancel_waiters = self._cancel_waiters, []

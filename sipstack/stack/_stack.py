@@ -7,7 +7,7 @@ L{sipstack.stack}).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -18,16 +18,18 @@ from twisted.logger import Logger
 from sipstack.config import StackConfig
 from sipstack.dialog import Dialog, DialogId
 from sipstack.errors import LocalProtocolError, RemoteProtocolError
-from sipstack.hop import Peer, TransportKind
+from sipstack.hop import FlowKey, HopSecurity, Peer, TransportKind
 from sipstack.message import NameAddress, Request, Response, build_response
 from sipstack.message.envelope import Received, Sent
 from sipstack.message.message import Message
 from sipstack.message.uri import SIPURI
 from sipstack.message.via import Via
+from sipstack.routing.resolver import Resolver
 from sipstack.routing.via import new_branch
 from sipstack.stack._client import ClientRequest, RequestResult, request_id
+from sipstack.stack._locate import Hop, HostsFileResolver, Locator
 from sipstack.stack._server import IncomingRequest, RequestHandler, StrayHandler
-from sipstack.stack._transport import StackTransport, plan_destination, response_of
+from sipstack.stack._transport import StackTransport, response_of
 from sipstack.transaction import InviteServerTransaction, ServerTransaction, TransactionState
 from sipstack.transaction.events import (
     AckReceived,
@@ -37,7 +39,9 @@ from sipstack.transaction.events import (
     StrayResponse,
 )
 from sipstack.transaction.manager import TransactionManager
+from sipstack.transport.dns import DNSResolver
 from sipstack.transport.layer import TransportLayer
+from sipstack.transport.tls_memory import TLSMemory
 
 __all__ = ["SIPStack"]
 
@@ -59,14 +63,23 @@ class SIPStack:
         *,
         config: StackConfig | None = None,
         trust_root: bytes | None = None,
+        resolver: Resolver | None = None,
+        nameservers: Sequence[tuple[str, int]] | None = None,
         check_dialogs: bool = True,
     ) -> None:
         """
         @param reactor: provides C{IReactorTCP}, C{IReactorUDP},
-            C{IReactorSSL}, C{IReactorTime} and C{IReactorPluggableNameResolver}.
+            C{IReactorSSL} and C{IReactorTime}.
         @param config: the configuration; the defaults if L{None}.
         @param trust_root: PEM CA certificates TLS peers are checked against;
             L{None} for the platform's trust store.
+        @param resolver: the DNS lookups of RFC 3263 planning (a
+            L{DNSResolver} with nameservers of your choice, or any
+            L{Resolver}); by default the hosts file in front of a
+            L{DNSResolver} on C{nameservers}.
+        @param nameservers: C{(address, port)} of the nameservers the
+            default resolver asks; those of the system configuration
+            (C{/etc/resolv.conf}) if L{None}.  Unused with C{resolver}.
         @param check_dialogs: whether a request with a To tag is checked
             against the dialog table (RFC 3261 section 12.2.2): 481 when it
             matches no dialog, 500 when its CSeq is out of order.  With
@@ -76,7 +89,16 @@ class SIPStack:
         """
         self.reactor = reactor
         self.config = config if config is not None else StackConfig()
-        self._layer = TransportLayer(reactor, self._received, limits=self.config.limits, trust_root=trust_root)
+        self._layer = TransportLayer(
+            reactor,
+            self._received,
+            limits=self.config.limits,
+            trust_root=trust_root,
+            tls_first=self.config.tls_first,
+        )
+        if resolver is None:
+            resolver = HostsFileResolver(DNSResolver(reactor, nameservers))
+        self._locator = Locator(reactor, self._layer, resolver, self.config)
         self._manager = TransactionManager(clock=reactor, timers=self.config.timers, server_user=self)
         self._handler: RequestHandler | None = None
         self._stray: StrayHandler | None = None
@@ -137,6 +159,25 @@ class SIPStack:
         if transport is not TransportKind.UDP:
             uri = uri.with_param("transport", transport.value.lower())
         return NameAddress(uri)
+
+    @property
+    def resolver(self) -> Resolver:
+        """The resolver RFC 3263 planning asks."""
+        return self._locator.resolver
+
+    @property
+    def tls_memory(self) -> TLSMemory:
+        """
+        What TLS-first connects remember ("no TLS here", "TLS worked
+        here"): list it with C{entries()}, drop entries with C{forget()} or
+        C{reset()}.
+        """
+        return self._layer.tls_memory
+
+    @property
+    def flows(self) -> Mapping[FlowKey, HopSecurity]:
+        """Every open stream flow and its security state (L{TransportLayer.flows})."""
+        return self._layer.flows
 
     # Dialogs
 
@@ -226,9 +267,7 @@ class SIPStack:
         if prepared.method == "INVITE":
             # Known to cancel() from now on, even while the destination is planned.
             self._invites[request_id(prepared)] = client
-        plan_destination(self.reactor, prepared).addCallbacks(client.start, client.plan_failed).addErrback(
-            client.start_failed
-        )
+        client.begin()
         return client.result
 
     def cancel(self, request: Request) -> Deferred[RequestResult | None]:
@@ -285,9 +324,11 @@ class SIPStack:
     def _send_outside(self, message: Message) -> Deferred[Sent]:
         """Send a request that has no transaction (an ACK of a 2xx)."""
         assert isinstance(message, Request)
-        return plan_destination(self.reactor, message).addCallback(
-            lambda destination: self._layer.send_request(message, destination)
-        )
+
+        def send(hop: Hop) -> Deferred[Sent]:
+            return self._layer.send_request(message, hop.destination, flow=hop.flow)
+
+        return self._locator.hop(message).addCallback(send)
 
     def _send_ack_again(self, message: Message, previous: Sent | None) -> Deferred[Sent]:
         """Send an ACK of a 2xx through a L{StackTransport}, which then resends it for each retransmitted 2xx."""

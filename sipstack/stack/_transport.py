@@ -1,77 +1,27 @@
 # -*- test-case-name: tests.test_stack -*-
 """
-How the stack reaches the transport layer: where a request goes
-(L{plan_destination}, a stand-in for RFC 3263), and the
-L{TransactionTransport} each transaction sends through (L{StackTransport}).
+How the stack reaches the transport layer: the L{TransactionTransport}
+each transaction sends through (L{StackTransport}).  Where a request goes
+is decided in L{sipstack.stack._locate}.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 from weakref import ReferenceType, ref
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from sipstack.errors import RoutingError, TransportFailed
-from sipstack.hop import Destination, Peer, TransportKind
-from sipstack.message import Request, Response
+from sipstack.errors import TransportFailed
+from sipstack.message import Response
 from sipstack.message.envelope import Sent
 from sipstack.message.message import Message
-from sipstack.message.uri import SIPURI
-from sipstack.routing.via import default_port, host_literal
 from sipstack.transaction import ClientTransaction, ServerTransaction
 from sipstack.transport.layer import TransportLayer
 
-__all__ = ["plan_destination", "StackTransport", "response_of"]
-
-
-def plan_destination(reactor: Any, request: Request) -> Deferred[Destination]:
-    """
-    Where to send C{request}: a stand-in for RFC 3263 target selection.
-
-    The target is the first Route if it is a loose router, else the
-    Request-URI (RFC 3261 sections 8.1.2 and 16.12); its C{maddr} or host,
-    its port (5060, 5061 for TLS), and its transport: TLS for C{sips:} or
-    C{transport=tls}, TCP for C{transport=tcp}, else UDP.  A host name is
-    resolved with C{reactor.resolve}.  A C{sips:} target with a name needs
-    authenticated TLS for that name (RFC 5922).
-
-    @raise RoutingError: (in the Deferred) the target is not a SIP URI.
-    """
-    target = request.uri
-    routes = request.routes
-    if routes and isinstance(routes[0].uri, SIPURI) and routes[0].uri.lr:
-        target = routes[0].uri
-    if not isinstance(target, SIPURI):
-        return fail(RoutingError(f"cannot route to {target}"))
-    param = target.transport
-    if target.secure or param == "tls":
-        transport = TransportKind.TLS
-    elif param == "tcp":
-        transport = TransportKind.TCP
-    else:
-        transport = TransportKind.UDP
-    host = target.maddr or target.host
-    port = target.port if target.port is not None else default_port(transport)
-    literal = host_literal(host)
-    name = None if literal is not None else host
-    authenticated = target.secure and name is not None
-
-    def destination(address: str) -> Destination:
-        server_name = name if transport is TransportKind.TLS else None
-        return Destination(transport, Peer(address, port), server_name, authenticated)
-
-    if literal is not None:
-        return succeed(destination(literal))
-    return Deferred.fromCoroutine(_resolve(reactor, host)).addCallback(destination)
-
-
-async def _resolve(reactor: Any, host: str) -> str:
-    address: str = await reactor.resolve(host)
-    return address
+__all__ = ["StackTransport", "response_of"]
 
 
 class StackTransport:

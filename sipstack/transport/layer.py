@@ -9,7 +9,10 @@ connection limits, stamps Vias on the way in and out, and hands each received
 message up as a L{Received} envelope carrying its flow and security state.
 
 What to send where is decided above (RFC 3263 planning, transactions); this
-layer only carries messages to a L{Destination} or back along a flow.
+layer carries messages to a L{Destination} or back along a flow, and turns
+a L{Plan} into one stream connection (L{TransportLayer.connect_plan}): an
+open flow when one is as secure as a fresh connect would be, else a walk of
+the TLS-first endpoint over the plan, TLS before TCP.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from sipstack.config import Limits
+from sipstack.config import Limits, TLSFirstSettings, TLSPolicy
 from sipstack.errors import LocalProtocolError, TransportFailed
 from sipstack.hop import (
     CLEARTEXT,
@@ -52,9 +55,12 @@ from sipstack.message import Request, Response, serialize
 from sipstack.message.envelope import Received, Sent
 from sipstack.message.message import Message
 from sipstack.routing import ResponseTarget, outgoing_via, response_target, stamp_received, transport_for_size
+from sipstack.routing.plan import Plan, Target
 from sipstack.transport.datagram import SIPDatagramProtocol
 from sipstack.transport.descriptions import ListenerDescription, parse_listener
+from sipstack.transport.endpoint import TLSFirstEndpoint
 from sipstack.transport.identity import matches_sip_domain, sip_identities
+from sipstack.transport.report import ConnectReport, ConnectResult
 from sipstack.transport.stream import ConnectionLimitExceeded, SIPStreamFactory, SIPStreamProtocol
 from sipstack.transport.tls import (
     authenticated_client_options,
@@ -63,8 +69,14 @@ from sipstack.transport.tls import (
     peer_chain_verified,
     server_tls_options,
 )
+from sipstack.transport.tls_memory import TLSMemory
 
-__all__ = ["TransportLayer"]
+__all__ = ["TransportLayer", "AUTHENTICATED_VIA_PARAM"]
+
+#: The Via parameter (name, value) that says a hop's TLS peer was
+#: authenticated, added when C{TLSFirstSettings.via_authenticated_param} is
+#: on (docs/tls-first.md, "The Via answer": off by default).
+AUTHENTICATED_VIA_PARAM = ("x-sipstack-tls", "authenticated")
 
 _T = TypeVar("_T")
 
@@ -112,6 +124,8 @@ class TransportLayer:
         limits: Limits | None = None,
         trust_root: bytes | None = None,
         keepalive_interval: float | None = None,
+        tls_first: TLSFirstSettings | None = None,
+        tls_memory: TLSMemory | None = None,
     ) -> None:
         """
         @param reactor: provides C{IReactorTCP}, C{IReactorUDP},
@@ -123,9 +137,18 @@ class TransportLayer:
             L{None} for the platform's trust store.
         @param keepalive_interval: seconds between RFC 5626 pings on the
             streams we open; L{None} for no pings.
+        @param tls_first: the TLS-first settings L{connect_plan} walks plans
+            with (and C{via_authenticated_param}); the defaults if L{None}.
+        @param tls_memory: what TLS-first connects remember between plans;
+            a new one on the reactor's clock if L{None}.
         """
         self.reactor = reactor
         self.limits = limits if limits is not None else Limits()
+        self.tls_first = tls_first if tls_first is not None else TLSFirstSettings()
+        #: "No TLS here" and "TLS worked here", shared by every plan this
+        #: layer walks: inspect it with C{entries()}, reset it with C{reset()}.
+        self.tls_memory = tls_memory if tls_memory is not None else TLSMemory(reactor, self.tls_first)
+        self._mark_authenticated_hops = self.tls_first.via_authenticated_param
         self._on_received = on_received
         self._trust_root = trust_root
         self._clock: IReactorTime = reactor
@@ -133,6 +156,11 @@ class TransportLayer:
         self._per_ip: Counter[str] = Counter()
         # Connection attempts in progress, and who waits for each.
         self._connecting: dict[Destination, tuple[Deferred[SIPStreamProtocol], list[Deferred[SIPStreamProtocol]]]] = {}
+        # Plan walks in progress (one per policy, domain and set of stream
+        # targets), and who waits for each.
+        self._walking: dict[_WalkKey, tuple[Deferred[ConnectResult], list[Deferred[ConnectResult]]]] = {}
+        # The open streams by (transport, remote address), for reuse.
+        self._by_remote: dict[tuple[TransportKind, Peer], list[SIPStreamProtocol]] = {}
         self._udp: list[SIPDatagramProtocol] = []
         self._ports: list[IListeningPort] = []
         self._stream_listeners: list[tuple[TransportKind, Peer]] = []
@@ -230,6 +258,7 @@ class TransportLayer:
             raise ConnectionLimitExceeded(f"{remote_peer.host} has too many connections (max_connections_per_peer)")
         flow = FlowKey(stream.kind, remote_peer, Peer(local.host, local.port), next(self._connection_ids))  # type: ignore[attr-defined]
         self._streams[flow] = stream
+        self._by_remote.setdefault((stream.kind, remote_peer), []).append(stream)
         if not stream.outbound:
             # Only connections *from* a peer count against its quota.
             self._per_ip[remote_peer.host] += 1
@@ -244,6 +273,11 @@ class TransportLayer:
 
     def stream_closed(self, stream: SIPStreamProtocol, reason: Failure) -> None:
         assert stream.flow is not None
+        same = self._by_remote.get((stream.flow.transport, stream.flow.remote))
+        if same is not None and stream in same:
+            same.remove(stream)
+            if not same:
+                del self._by_remote[(stream.flow.transport, stream.flow.remote)]
         if self._streams.pop(stream.flow, None) is not None and not stream.outbound:
             host = stream.flow.remote.host
             self._per_ip[host] -= 1
@@ -281,9 +315,7 @@ class TransportLayer:
         return stream if stream is not None and not stream.closed else None
 
     def _reusable(self, destination: Destination) -> SIPStreamProtocol | None:
-        for flow, stream in self._streams.items():
-            if flow.transport is not destination.transport or flow.remote != destination.peer:
-                continue
+        for stream in self._by_remote.get((destination.transport, destination.peer), ()):
             if not stream.is_ready or stream.closed:
                 continue
             if destination.transport is TransportKind.TLS:
@@ -358,6 +390,148 @@ class TransportLayer:
             self._creators[key] = creator
         return creator
 
+    # Plans (RFC 3263, TLS first)
+
+    def connect_plan(
+        self, plan: Plan, *, memory: TLSMemory | None = None, settings: TLSFirstSettings | None = None
+    ) -> Deferred[ConnectResult]:
+        """
+        A ready stream to one of C{plan}'s TLS and TCP targets, and the
+        report of how it was reached (docs/tls-first.md; UDP targets are
+        left to the caller).
+
+        An open flow is reused when it is as secure as a fresh connect
+        would be (L{_reusable_in_plan}); otherwise a L{TLSFirstEndpoint}
+        walks the plan with this layer's TLS client options and registers
+        the connection it makes as a flow, as L{connect} does.  Concurrent
+        calls for one policy, domain and set of stream targets share one
+        walk.
+
+        @param memory: the TLS memory to consult and update; the layer's
+            own (L{tls_memory}) if L{None}.
+        @param settings: the TLS-first settings; the layer's if L{None}.
+        @raise ConnectFailed: (in the Deferred) no stream: the endpoint's
+            L{StreamPlanExhausted} (every stream target failed, so UDP may
+            follow where the policy allows) or L{DowngradeRefused} (strict,
+            or a pinned target: no cleartext at all).
+        """
+        memory = memory if memory is not None else self.tls_memory
+        reused = self._reusable_in_plan(plan, memory)
+        if reused is not None:
+            return succeed(reused)
+        key = _walk_key(plan)
+        waiter: Deferred[ConnectResult] = Deferred()
+        walking = self._walking.get(key)
+        if walking is not None:
+            walking[1].append(waiter)
+            return waiter
+        waiters = [waiter]
+        endpoint = TLSFirstEndpoint(
+            self.reactor,
+            plan,
+            memory=memory,
+            settings=settings if settings is not None else self.tls_first,
+            limits=self.limits,
+            creator_for=self._creator,
+        )
+        # for_attempt() gives each connection a protocol of the right kind
+        # that carries its destination, which stream_security reads.
+        attempt = endpoint.connect_with_report(SIPStreamFactory(self, self._clock, TransportKind.TCP, outbound=True))
+        self._walking[key] = (attempt, waiters)
+
+        def settle(result: ConnectResult | Failure) -> None:
+            if self._walking.get(key, (None,))[0] is attempt:
+                del self._walking[key]
+            for each in waiters:
+                if isinstance(result, Failure):
+                    each.errback(result)
+                else:
+                    each.callback(result)
+
+        attempt.addBoth(settle)
+        return waiter
+
+    def _reusable_in_plan(self, plan: Plan, memory: TLSMemory) -> ConnectResult | None:
+        """
+        An open, ready flow to one of C{plan}'s stream targets that is at
+        least as secure as what a fresh walk would reach, as a result; or
+        L{None}.
+
+        The targets are taken in the endpoint's order.  A TLS flow qualifies
+        when it was opened for the same SIP domain (any, for an IP-literal
+        URI) and verification mode (an authenticated one must be
+        authenticated for that domain, as L{_reusable} says): strict and
+        opportunistic traffic, or traffic for two domains, never share a
+        connection.  A TCP flow qualifies only
+        when no TLS target before it would be tried now (under the
+        opportunistic policy: each is remembered as having no TLS, and is
+        not pinned), so a TCP flow is never used where TLS would be tried.
+        """
+        policy = plan.policy
+        opportunistic = policy is TLSPolicy.OPPORTUNISTIC
+        tls_would_be_tried = False
+        remembered: list[str] = []
+        for target in _schedule(plan):
+            if target.transport is TransportKind.TLS:
+                if policy is TLSPolicy.OFF:
+                    continue
+                stream = self._open_stream(plan, target)
+                if stream is not None:
+                    return self._reused(plan, stream, None)
+                entry = None
+                if opportunistic and memory.pinned(target.host, target.port) is None:
+                    entry = memory.no_tls(target.host, target.port)
+                if entry is None:
+                    tls_would_be_tried = True
+                else:
+                    remembered.append(f"no TLS at {target.host}:{target.port} (remembered: {entry.reason})")
+            elif policy is not TLSPolicy.STRICT and not tls_would_be_tried:
+                stream = self._open_stream(plan, target)
+                if stream is not None:
+                    return self._reused(plan, stream, "; ".join(remembered) or None)
+        return None
+
+    def _open_stream(self, plan: Plan, target: Target) -> SIPStreamProtocol | None:
+        """A ready flow to one of C{target}'s addresses that may carry C{plan}'s traffic."""
+        for address in target.addresses:
+            destination = _plan_destination(plan, target, address)
+            for stream in self._by_remote.get((target.transport, destination.peer), ()):
+                if not stream.is_ready or stream.closed:
+                    continue
+                if target.transport is TransportKind.TLS:
+                    opened_for = stream.destination
+                    if opened_for is None or opened_for.authenticated != destination.authenticated:
+                        continue
+                    if plan.domain is not None and opened_for.server_name != destination.server_name:
+                        # An IP-literal URI names no domain to check: any
+                        # flow of the same verification mode to the address
+                        # is as good as a fresh one.
+                        continue
+                    if destination.authenticated and stream.security != HopSecurity(
+                        SecurityState.TLS_AUTHENTICATED, destination.server_name
+                    ):
+                        continue
+                return stream
+        return None
+
+    def _reused(self, plan: Plan, stream: SIPStreamProtocol, fallback_reason: str | None) -> ConnectResult:
+        assert stream.flow is not None
+        destination = stream.destination or Destination(stream.kind, stream.flow.remote)
+        report = ConnectReport(
+            plan.uri, plan.domain, plan.policy, (), stream.kind, stream.security, destination, fallback_reason
+        )
+        return ConnectResult(stream, report)
+
+    @property
+    def has_udp(self) -> bool:
+        """Whether a UDP socket is open (requests can go over UDP)."""
+        return bool(self._udp)
+
+    def can_send_udp(self, host: str) -> bool:
+        """Whether a UDP socket of C{host}'s address family is open to send to it from."""
+        ipv6 = ":" in host
+        return any(protocol.local is not None and (":" in protocol.local.host) == ipv6 for protocol in self._udp)
+
     # Sending
 
     def send_request(
@@ -397,7 +571,11 @@ class TransportLayer:
         assert stream.flow is not None
         if isinstance(message, Request):
             sent_by = self._stream_sent_by(stream.kind, stream.flow.local)
-            message = message.with_top_via(outgoing_via(message.top_via, stream.kind, sent_by))
+            via = outgoing_via(message.top_via, stream.kind, sent_by)
+            if self._mark_authenticated_hops:
+                name, value = AUTHENTICATED_VIA_PARAM
+                via = via.with_param(name, value) if stream.security.authenticated else via.without_param(name)
+            message = message.with_top_via(via)
         data = stream.send_message(message)
         return Sent(message, stream.flow, stream.security, data)
 
@@ -431,7 +609,10 @@ class TransportLayer:
         host = protocol.local.host
         if _is_wildcard(host):
             host = self._local_address_towards(peer.host)
-        request = request.with_top_via(outgoing_via(request.top_via, TransportKind.UDP, (host, protocol.local.port)))
+        via = outgoing_via(request.top_via, TransportKind.UDP, (host, protocol.local.port))
+        if self._mark_authenticated_hops:
+            via = via.without_param(AUTHENTICATED_VIA_PARAM[0])
+        request = request.with_top_via(via)
         flow = FlowKey(TransportKind.UDP, peer, protocol.local)
         return Sent(request, flow, CLEARTEXT, serialize(request))
 
@@ -521,10 +702,58 @@ class TransportLayer:
         self._udp.clear()
         for attempt, _ in list(self._connecting.values()):
             attempt.cancel()
+        for walk, _ in list(self._walking.values()):
+            walk.cancel()
         for stream in list(self._streams.values()):
             waits.append(stream.lost)
             stream.abort()
         return DeferredList(waits, consumeErrors=True).addCallback(lambda _: None)
+
+
+#: What makes two plan walks the same walk: the policy, the SIP domain and
+#: the stream targets (in any order: SRV weights may order them differently
+#: for two requests).
+_WalkKey = tuple[TLSPolicy, str | None, frozenset[Target]]
+
+
+def _walk_key(plan: Plan) -> _WalkKey:
+    return plan.policy, plan.domain, frozenset(target for target in plan.targets if target.transport in _STREAM)
+
+
+_STREAM = (TransportKind.TLS, TransportKind.TCP)
+
+
+def _schedule(plan: Plan) -> list[Target]:
+    """
+    The stream targets in the order the TLS-first endpoint tries them:
+    under the opportunistic policy, TLS before TCP within each run of
+    targets of one NAPTR order; otherwise the plan's order.
+    """
+    stream = [target for target in plan.targets if target.transport in _STREAM]
+    if plan.policy is not TLSPolicy.OPPORTUNISTIC:
+        return stream
+    ordered: list[Target] = []
+    run: list[Target] = []
+    for target in [*stream, None]:
+        if run and (target is None or target.order != run[0].order):
+            ordered += [t for t in run if t.transport is TransportKind.TLS]
+            ordered += [t for t in run if t.transport is not TransportKind.TLS]
+            run = []
+        if target is not None:
+            run.append(target)
+    return ordered
+
+
+def _plan_destination(plan: Plan, target: Target, address: str) -> Destination:
+    """
+    The destination the endpoint connects to for one address of a target:
+    under the strict policy an IP-literal URI's TLS target is authenticated
+    against the address itself.
+    """
+    destination = plan.destination(target, address)
+    if target.transport is TransportKind.TLS and plan.authenticated and not destination.authenticated:
+        destination = replace(destination, authenticated=True)
+    return destination
 
 
 async def _stop(port: IListeningPort) -> None:

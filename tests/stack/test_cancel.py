@@ -16,31 +16,42 @@ from sipstack.dialog import build_request
 from sipstack.errors import LocalProtocolError
 from sipstack.message import Request, Response
 from sipstack.message.via import Via
+from sipstack.routing.resolver import AddressFamily
 from sipstack.routing.via import new_branch
 from sipstack.stack import IncomingRequest
+from sipstack.testing.dns import serve_zone
 from sipstack.transaction import build_cancel
+from sipstack.transport.dns import DNSResolver
 from tests.stack import Callee, invite_to, make_stack, record_requests, udp_pair
 from tests.transport._helpers import reactor, wait_for
 
 
 class _HeldResolver:
     """
-    The real reactor, except that C{resolve} answers only when the test
-    fires the Deferred it left in C{pending}: a destination still being
-    planned.
+    A real L{DNSResolver} on a zone server of the test, except that address
+    answers are held until the test releases them: a destination still
+    being planned.
     """
 
-    def __init__(self, real: Any) -> None:
+    def __init__(self, real: DNSResolver) -> None:
         self._real = real
-        self.pending: list[Deferred[str]] = []
+        self.pending: list[tuple[Deferred[Any], Deferred[Any]]] = []
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
+    def naptr(self, name: str) -> Deferred[Any]:
+        return self._real.naptr(name)
 
-    def resolve(self, name: str, timeout: Any = None) -> Deferred[str]:
-        held: Deferred[str] = Deferred()
-        self.pending.append(held)
+    def srv(self, name: str) -> Deferred[Any]:
+        return self._real.srv(name)
+
+    def addresses(self, name: str, family: AddressFamily) -> Deferred[Any]:
+        held: Deferred[Any] = Deferred()
+        self.pending.append((held, self._real.addresses(name, family)))
         return held
+
+    async def release(self) -> None:
+        """Pass every held answer on, once it is in."""
+        for held, real in self.pending:
+            held.callback(await real)
 
 
 def _methods(sent: list[Request]) -> list[str]:
@@ -100,22 +111,26 @@ class ClientCancelTests(TestCase):
         the INVITE is never sent, its result is a local 487 marked
         C{"cancelled"}, and C{cancel()} fires with L{None}.
         """
-        held = _HeldResolver(reactor)
-        a, b = make_stack(self, stack_reactor=held), make_stack(self)
+        zone = serve_zone(reactor, "example.test", "b A 127.0.0.1")
+        self.addCleanup(zone.stop)
+        held = _HeldResolver(DNSResolver(reactor, [zone.nameserver], timeout=0.5))
+        a, b = make_stack(self, resolver=held), make_stack(self)
         await a.listen("udp:0:interface=127.0.0.1")
         peer = await b.listen("udp:0:interface=127.0.0.1")
         callee = Callee()
         b.on_request(callee)
         sent = record_requests(a)
-        invite = invite_to(a, f"localhost:{peer.port}")
+        invite = invite_to(a, f"b.example.test:{peer.port}")
         pending = a.request(invite)
-        self.assertEqual(len(held.pending), 1)
+        self.assertEqual(len(held.pending), 2)
         self.assertIsNone(await a.cancel(invite))
         self.assertTrue(pending.called)
         result = await pending
         self.assertEqual((result.status, result.synthesized, result.dialog), (487, "cancelled", None))
-        held.pending[0].callback("127.0.0.1")
+        await held.release()
+        self.assertEqual(zone.count("b.example.test", "A"), 1)
         self.assertEqual(sent, [])
+        self.assertEqual(callee.requests, [])
         self.assertIsNone(await a.cancel(invite))
 
     async def test_unknown_request(self) -> None:
