@@ -92,7 +92,37 @@ def _compute_key(name: str) -> str:
 # table is fixed, so a peer cannot grow it.
 _KNOWN_KEYS: dict[str, str] = {
     spelling: _compute_key(spelling)
-    for name in (*_SPELLING.values(), *COMPACT_FORMS)
+    for name in (
+        *_SPELLING.values(),
+        *COMPACT_FORMS,
+        # Other headers common in practice, spelled as their RFCs do.
+        "Accept",
+        "Accept-Encoding",
+        "Accept-Language",
+        "Alert-Info",
+        "Call-Info",
+        "Content-Disposition",
+        "Content-Language",
+        "Date",
+        "Diversion",
+        "Error-Info",
+        "History-Info",
+        "In-Reply-To",
+        "MIME-Version",
+        "Min-SE",
+        "Organization",
+        "P-Asserted-Identity",
+        "P-Preferred-Identity",
+        "Priority",
+        "Privacy",
+        "Proxy-Authentication-Info",
+        "Authentication-Info",
+        "Reason",
+        "Replaces",
+        "Reply-To",
+        "Service-Route",
+        "Subscription-State",
+    )
     for spelling in (name, name.lower(), name.upper())
 }
 
@@ -127,35 +157,50 @@ class Headers:
 
     Every "change" returns a new L{Headers}.  Look-ups by name are
     case-insensitive and treat compact and long forms alike; the index they
-    use is built once, on the first look-up.
+    use is built once, on the first look-up (the parser builds it while it
+    splits the header section, and fills in C{_fields}, C{_first} and
+    C{_repeated} itself).
 
     A header that may appear as a comma-separated list (Via, Contact, Route...)
     can be written as one field or several; L{values} returns the list
     elements across all fields, while L{get_all} returns the fields as written.
     """
 
-    __slots__ = ("_fields", "_index")
+    # The index is two maps: the position of the first field of each key, and
+    # the positions of every field of the keys that appear more than once.
+    # Most keys appear once, and recording a first position costs one
+    # dict.setdefault per field, half of what a list per key costs.
+    __slots__ = ("_fields", "_first", "_repeated")
 
     def __init__(self, fields: Iterable[tuple[str, str]] = ()) -> None:
         self._fields: tuple[tuple[str, str], ...] = tuple(fields)
-        self._index: dict[str, list[int]] | None = None
+        self._first: dict[str, int] | None = None
+        self._repeated: dict[str, list[int]] = {}
 
-    @classmethod
-    def _trusted(cls, fields: tuple[tuple[str, str], ...], index: dict[str, list[int]] | None) -> Headers:
-        """Build from fields already validated (by the parser)."""
-        headers = cls.__new__(cls)
-        headers._fields = fields
-        headers._index = index
-        return headers
-
-    def _lookup(self) -> dict[str, list[int]]:
-        index = self._index
-        if index is None:
-            index = {}
+    def _index(self) -> dict[str, int]:
+        """The position of the first field of each key (the index is built on first use)."""
+        first = self._first
+        if first is None:
+            first = {}
+            repeated = self._repeated
             for position, (name, _) in enumerate(self._fields):
-                index.setdefault(canonical_key(name), []).append(position)
-            self._index = index
-        return index
+                key = canonical_key(name)
+                earlier = first.setdefault(key, position)
+                if earlier != position:
+                    positions = repeated.get(key)
+                    if positions is None:
+                        repeated[key] = [earlier, position]
+                    else:
+                        positions.append(position)
+            self._first = first
+        return first
+
+    def _positions(self, key: str) -> list[int]:
+        """The positions of the fields of C{key} (a canonical key), in order."""
+        position = self._index().get(key)
+        if position is None:
+            return []
+        return self._repeated.get(key) or [position]
 
     # Reading
 
@@ -166,7 +211,7 @@ class Headers:
         return len(self._fields)
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and canonical_key(name) in self._lookup()
+        return isinstance(name, str) and canonical_key(name) in self._index()
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Headers):
@@ -188,22 +233,28 @@ class Headers:
         """
         The value of the first field with this name, or L{None}.
         """
-        positions = self._lookup().get(canonical_key(name))
-        if positions is None:
+        position = self._index().get(canonical_key(name))
+        if position is None:
             return None
-        return self._fields[positions[0]][1]
+        return self._fields[position][1]
 
     def get_all(self, name: str) -> list[str]:
         """
         The values of every field with this name, as written, in order.
         """
-        positions = self._lookup().get(canonical_key(name), ())
+        key = canonical_key(name)
+        position = self._index().get(key)
+        if position is None:
+            return []
+        positions = self._repeated.get(key)
+        if positions is None:
+            return [self._fields[position][1]]
         fields = self._fields
         return [fields[position][1] for position in positions]
 
     def count(self, name: str) -> int:
         """How many fields carry this name."""
-        return len(self._lookup().get(canonical_key(name), ()))
+        return len(self._positions(canonical_key(name)))
 
     def values(self, name: str) -> list[str]:
         """
@@ -235,7 +286,7 @@ class Headers:
             (RFC 3261 section 16.6 step 8) or Record-Route; otherwise append it
             after the last field of the same name, or at the end.
         """
-        positions = self._lookup().get(canonical_key(name))
+        positions = self._positions(canonical_key(name))
         fields = list(self._fields)
         if first:
             fields.insert(positions[0] if positions else 0, (name, value))
@@ -251,10 +302,9 @@ class Headers:
         at the end).
         """
         key = canonical_key(name)
-        positions = self._lookup().get(key)
-        if not positions:
+        keep_at = self._index().get(key)
+        if keep_at is None:
             return Headers((*self._fields, (name, value)))
-        keep_at = positions[0]
         fields = [
             (name, value) if position == keep_at else field
             for position, field in enumerate(self._fields)
@@ -265,7 +315,7 @@ class Headers:
     def without(self, name: str) -> Headers:
         """Remove every field with this name."""
         key = canonical_key(name)
-        if key not in self._lookup():
+        if key not in self._index():
             return self
         return Headers(field for field in self._fields if canonical_key(field[0]) != key)
 
@@ -275,10 +325,9 @@ class Headers:
         Via of a response (RFC 3261 section 16.7 step 3) or the first Route
         (section 16.4): the element goes, the rest of its field stays.
         """
-        positions = self._lookup().get(canonical_key(name))
-        if not positions:
+        position = self._index().get(canonical_key(name))
+        if position is None:
             return self
-        position = positions[0]
         field_name, value = self._fields[position]
         rest = split_header_values(value)[1:] if "," in value else []
         fields = list(self._fields)

@@ -137,14 +137,15 @@ class _TypedHeaders:
         if cached is not _MISSING:
             return cached  # type: ignore[no-any-return]  # the cache holds what parse returned
         headers = self.headers
-        positions = headers._lookup().get(name.lower())
-        if positions is None:
+        key = name.lower()
+        position = headers._index().get(key)
+        if position is None:
             result = None
-        elif len(positions) > 1:
+        elif key in headers._repeated:
             raise RemoteProtocolError(f"More than one {name} header")
         else:
             try:
-                result = parse(headers._fields[positions[0]][1])
+                result = parse(headers._fields[position][1])
             except InvalidValue as error:
                 raise RemoteProtocolError(f"Bad {name} header: {error}") from None
         cache[name] = result
@@ -187,24 +188,25 @@ class _TypedHeaders:
         @raise RemoteProtocolError: there is no Via, or it is malformed.
         """
         cache = self._cache
+        top: Via | None = cache.get("top Via")
+        if top is not None:
+            return top
         vias = cache.get("Via")
         if vias is not None:
             if not vias:
                 raise RemoteProtocolError("Missing Via header")
             return vias[0]  # type: ignore[no-any-return]  # the cache holds what vias stored
-        top = cache.get("top Via")
-        if top is None:
-            field = self.headers.get("via")
-            if field is None:
-                raise RemoteProtocolError("Missing Via header")
-            try:
-                if "," in field:
-                    elements = split_header_values(field)
-                    field = elements[0] if elements else ""
-                top = parse_via(field)[0]
-            except InvalidValue as error:
-                raise RemoteProtocolError(f"Bad Via header: {error}") from None
-            cache["top Via"] = top
+        field = self.headers.get("via")
+        if field is None:
+            raise RemoteProtocolError("Missing Via header")
+        try:
+            if "," in field:
+                elements = split_header_values(field)
+                field = elements[0] if elements else ""
+            top = parse_via(field)[0]
+        except InvalidValue as error:
+            raise RemoteProtocolError(f"Bad Via header: {error}") from None
+        cache["top Via"] = top
         return top
 
     def _prefetch(self, names: tuple[tuple[str, str, Callable[[str], object]], ...]) -> None:
@@ -216,40 +218,56 @@ class _TypedHeaders:
         @raise RemoteProtocolError: one of them is repeated or malformed.
         """
         headers = self.headers
-        index = headers._lookup()
+        index = headers._index()
+        repeated = headers._repeated
         fields = headers._fields
         cache = self._cache
         for key, name, parse in names:
-            positions = index.get(key)
-            if positions is None:
+            position = index.get(key)
+            if position is None:
                 cache[name] = None
-            elif len(positions) > 1:
+            elif key in repeated:
                 raise RemoteProtocolError(f"More than one {name} header")
             else:
                 try:
-                    cache[name] = parse(fields[positions[0]][1])
+                    cache[name] = parse(fields[position][1])
                 except InvalidValue as error:
                     raise RemoteProtocolError(f"Bad {name} header: {error}") from None
+
+    # The accessors of required headers read the cache first: the parser has
+    # filled it in, and a proxy reads them for every message.
 
     @property
     def from_(self) -> NameAddress:
         """The From header (RFC 3261 section 20.20)."""
-        return self._required("From", self._typed("From", parse_name_address))
+        value: NameAddress | None = self._cache.get("From")
+        if value is None:
+            return self._required("From", self._typed("From", parse_name_address))
+        return value
 
     @property
     def to(self) -> NameAddress:
         """The To header (RFC 3261 section 20.39)."""
-        return self._required("To", self._typed("To", parse_name_address))
+        value: NameAddress | None = self._cache.get("To")
+        if value is None:
+            return self._required("To", self._typed("To", parse_name_address))
+        return value
 
     @property
     def call_id(self) -> str:
         """The Call-ID (RFC 3261 section 20.8), compared byte for byte."""
-        return self._required("Call-ID", self._typed("Call-ID", _parse_call_id))
+        value: str | None = self._cache.get("Call-ID")
+        if value is None:
+            return self._required("Call-ID", self._typed("Call-ID", _parse_call_id))
+        return value
 
     @property
     def cseq(self) -> CSeq:
         """The CSeq (RFC 3261 section 20.16)."""
-        return self._required("CSeq", self._typed("CSeq", parse_cseq))
+        value: CSeq | None = self._cache.get("CSeq")
+        if value is None:
+            return self._required("CSeq", self._typed("CSeq", parse_cseq))
+        return value
 
     @property
     def max_forwards(self) -> int | None:
@@ -309,7 +327,7 @@ class _TypedHeaders:
 def _parse_call_id(text: str) -> str:
     # callid  =  word [ "@" word ]; we only insist it is one non-empty word
     # without whitespace, and compare it as an opaque string.
-    if not text or any(char in text for char in " \t"):
+    if not text or " " in text or "\t" in text:
         raise InvalidValue("a Call-ID is one word with no spaces")
     return text
 
@@ -361,6 +379,7 @@ class Request(_TypedHeaders):
     version: str = "SIP/2.0"
     notes: tuple[str, ...] = field(default=(), compare=False)
     _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def replace(self, **changes: Any) -> Request:
         """A copy with some fields changed (typed values are parsed anew)."""
@@ -411,6 +430,7 @@ class Response(_TypedHeaders):
     version: str = "SIP/2.0"
     notes: tuple[str, ...] = field(default=(), compare=False)
     _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 100 <= self.status <= 699:
@@ -431,6 +451,41 @@ class Response(_TypedHeaders):
 
 
 Message = Request | Response
+
+# Building parsed messages --------------------------------------------------
+#
+# The parser builds one message per datagram and knows its fields are valid,
+# so it skips the frozen __init__ (eight object.__setattr__ calls, about a
+# microsecond) with the device of sipstack.message.uri._SIPURISlots: it fills
+# in an instance of a plain class with the same slots, then makes it a Request
+# or Response (CPython allows __class__ assignment between such classes; tests
+# check that the layouts stay the same).  See validation.quick_message.
+
+
+class _RequestSlots(_TypedHeaders):
+    """The slot layout of L{Request} without its frozen C{__setattr__}."""
+
+    __slots__ = ("_cache", "_wire", "body", "headers", "method", "notes", "uri", "version")
+    method: str
+    uri: URI
+    headers: Headers
+    body: bytes
+    version: str
+    notes: tuple[str, ...]
+    _wire: bytes | None
+
+
+class _ResponseSlots(_TypedHeaders):
+    """The slot layout of L{Response} without its frozen C{__setattr__}."""
+
+    __slots__ = ("_cache", "_wire", "body", "headers", "notes", "reason", "status", "version")
+    status: int
+    reason: str
+    headers: Headers
+    body: bytes
+    version: str
+    notes: tuple[str, ...]
+    _wire: bytes | None
 
 
 def _body_headers(headers: Headers, body: bytes, content_type: str | None) -> Headers:

@@ -26,7 +26,7 @@ from sipstack.config import Limits
 from sipstack.errors import FaultAction, MessageTooLarge, RemoteProtocolError
 from sipstack.message.headers import _KNOWN_KEYS, Headers, canonical_key
 from sipstack.message.message import Message
-from sipstack.message.validation import DEFAULT_URI_SCHEMES, build_message
+from sipstack.message.validation import DEFAULT_URI_SCHEMES, careful_message, quick_message
 
 __all__ = ["parse_datagram", "StreamFramer", "KeepAlive", "DEFAULT_LIMITS"]
 
@@ -55,45 +55,75 @@ def _split_head(text: str, limits: Limits) -> tuple[str, Headers, bool]:
     The common case (CRLF line ends, no folding, no space before the colon)
     takes a quick loop; anything else takes L{_split_lines}, which reads
     every form the grammar allows and names the fault of those it does not.
+    The quick loop tries each line in canonical form first (a known name,
+    C{": "}, a value with no whitespace around it), which is the cheapest to
+    split and lets the message be written back as the very bytes it came in.
 
-    @return: the start line, the header fields, and whether a fault can be answered:
-        the start line looks like a request's, and not an ACK's (RFC 3261
-        section 17.2.1: an ACK is never answered).
+    @return: the start line, the header fields, and whether the header lines
+        are canonical: each one is exactly C{name ": " value} as
+        L{sipstack.message.serializer.serialize} writes it.
     """
     lines = text.split("\r\n")
     start = lines[0]
-    answerable = not start[:4].upper().startswith("SIP/") and not start.startswith("ACK ")
     if len(lines) - 1 > limits.max_headers:
-        raise _fault("Too many header fields", 400, answerable, None)
+        raise _fault("Too many header fields", 400, _answerable(start), None)
     fields: list[tuple[str, str]] = []
-    index: dict[str, list[int]] = {}
-    known = _KNOWN_KEYS
-    simple = "\n" not in start
-    for position, line in enumerate(lines[1:]):
-        name, colon, value = line.partition(":")
-        key = known.get(name)
-        if key is None:
-            if not colon or _TOKEN.fullmatch(name) is None:
+    append = fields.append
+    # The index of Headers: the first position of each key, and every
+    # position of the keys seen more than once.
+    first: dict[str, int] = {}
+    setdefault = first.setdefault
+    repeated: dict[str, list[int]] = {}
+    known_get = _KNOWN_KEYS.get
+    simple = canonical = "\n" not in start
+    del lines[0]
+    for position, line in enumerate(lines):
+        name, _, value = line.partition(": ")
+        key = known_get(name)
+        # str.strip returns the string itself when there is nothing to strip.
+        if key is None or "\n" in value or value.strip(" \t") is not value:
+            name, colon, spaced = line.partition(":")
+            key = known_get(name)
+            if key is None:
+                if not colon or _TOKEN.fullmatch(name) is None:
+                    simple = False
+                    break
+                key = canonical_key(name)
+            if not colon or "\n" in spaced:
                 simple = False
                 break
-            key = canonical_key(name)
-        if not colon or "\n" in value:
-            simple = False
-            break
-        fields.append((name, value.strip(" \t")))
-        positions = index.get(key)
-        if positions is None:
-            index[key] = [position]
-        else:
-            positions.append(position)
+            value = spaced.strip(" \t")
+            if canonical and (spaced[:1] != " " or len(spaced) != len(value) + 1):
+                canonical = False
+        append((name, value))
+        earlier = setdefault(key, position)
+        if earlier != position:
+            positions = repeated.get(key)
+            if positions is None:
+                repeated[key] = [earlier, position]
+            else:
+                positions.append(position)
     if not simple or (len(text) > limits.max_line_bytes and max(map(len, lines)) > limits.max_line_bytes):
-        start, fields = _split_lines(text, limits, answerable)
+        start, fields = _split_lines(text, limits, _answerable(start))
         headers = Headers(fields)
+        canonical = False
     else:
-        headers = Headers._trusted(tuple(fields), index)
+        headers = Headers.__new__(Headers)
+        headers._fields = tuple(fields)
+        headers._first = first
+        headers._repeated = repeated
     if "\x00" in text and _raw_nul(text):
-        raise _fault("NUL character in the header section", 400, answerable, headers.fields)
-    return start, headers, answerable
+        raise _fault("NUL character in the header section", 400, _answerable(start), headers.fields)
+    return start, headers, canonical
+
+
+def _answerable(start: str) -> bool:
+    """
+    Whether a fault in the message that starts with C{start} can be
+    answered: its start line looks like a request's, and not an ACK's
+    (RFC 3261 section 17.2.1: an ACK is never answered).
+    """
+    return not start[:4].upper().startswith("SIP/") and not start.startswith("ACK ")
 
 
 def _raw_nul(text: str) -> bool:
@@ -171,30 +201,34 @@ def parse_datagram(
         data = data.lstrip(b"\r\n")
         if not data:
             return None
-    end = data.find(b"\r\n\r\n")
-    if end >= 0:
-        head, body = data[:end], data[end + 4 :]
-    else:
+    head, crlf, body = data.partition(b"\r\n\r\n")
+    if not crlf:
         end = data.find(b"\n\n")
         if end >= 0:
             head, body = data[:end], data[end + 2 :]
         else:
             # No blank line: tolerated when the datagram is all headers.
             head, body = data.rstrip(b"\r\n"), b""
-    start, headers, answerable = _split_head(head.decode("utf-8", "surrogateescape"), limits)
-    fields = headers.fields
+    start, headers, canonical = _split_head(head.decode("utf-8", "surrogateescape"), limits)
     if len(data) > limits.max_message_bytes:
-        raise _fault("Message too large", 513, answerable, tuple(fields), error_class=MessageTooLarge)
-    length_text = headers.get("content-length")
-    if length_text is not None:
+        raise _fault("Message too large", 513, _answerable(start), headers.fields, error_class=MessageTooLarge)
+    # The datagram as serialize() would write the message, if it is canonical.
+    wire = data if canonical and crlf else None
+    position = headers._index().get("content-length")
+    if position is not None:
         # RFC 3261 section 18.3: bytes after the body are discarded; a body
         # shorter than Content-Length is an error (400 for a request).
+        length_text = headers._fields[position][1]
         length = int(length_text) if length_text.isdigit() and length_text.isascii() else -1
-        if length > len(body):
-            raise _fault("Content-Length larger than the body received", 400, answerable, tuple(fields))
-        if 0 <= length < len(body):
-            body = body[:length]
-    return build_message(start, headers, body, answerable, uri_schemes)
+        if length != len(body):
+            if length > len(body):
+                raise _fault("Content-Length larger than the body received", 400, _answerable(start), headers.fields)
+            if length >= 0:
+                body = body[:length]
+                wire = None
+    return quick_message(start, headers, body, uri_schemes, wire) or careful_message(
+        start, headers, body, _answerable(start), uri_schemes
+    )
 
 
 class StreamFramer:
@@ -227,7 +261,7 @@ class StreamFramer:
         self.pongs_expected = pongs_expected
         self._buffer = bytearray()
         self._scanned = 0
-        self._head: tuple[str, Headers, bool] | None = None
+        self._head: tuple[str, Headers, bytes | None] | None = None
         self._body_length = 0
         self._broken: RemoteProtocolError | None = None
 
@@ -270,10 +304,12 @@ class StreamFramer:
             return frame
         # A well-framed message: its own faults (RESPOND or DROP) leave the
         # stream usable.
-        start, headers, answerable, body = frame
-        return build_message(start, headers, body, answerable, self._uri_schemes)
+        start, headers, body, wire = frame
+        return quick_message(start, headers, body, self._uri_schemes, wire) or careful_message(
+            start, headers, body, _answerable(start), self._uri_schemes
+        )
 
-    def _next_frame(self) -> tuple[str, Headers, bool, bytes] | KeepAlive | None:
+    def _next_frame(self) -> tuple[str, Headers, bytes, bytes | None] | KeepAlive | None:
         buffer = self._buffer
         if self._head is None:
             while buffer[:1] == b"\r":
@@ -304,10 +340,11 @@ class StreamFramer:
             self._scanned = 0
             if end > self._limits.max_header_bytes:
                 raise MessageTooLarge("Header section too large", action=FaultAction.CLOSE)
-            head = self._split(bytes(buffer[:end]))
+            head_bytes = bytes(buffer[:end])
+            start, headers, canonical = self._split(head_bytes)
             del buffer[: end + 4]
-            start, headers, answerable = head
             fields = headers.fields
+            answerable = _answerable(start)
             lengths = headers.get_all("content-length")
             if len(set(lengths)) > 1:
                 # Two different lengths: no way to know where the next
@@ -321,15 +358,17 @@ class StreamFramer:
             length = int(length_text)
             if end + 4 + length > self._limits.max_message_bytes:
                 raise _fault("Message too large", 513, answerable, tuple(fields), error_class=MessageTooLarge)
-            self._head = head
+            # Kept to write a canonical message back as it came (see serialize).
+            self._head = (start, headers, head_bytes if canonical else None)
             self._body_length = length
         if len(buffer) < self._body_length:
             return None
-        start, headers, answerable = self._head
+        start, headers, canonical_head = self._head
         body = bytes(buffer[: self._body_length])
         del buffer[: self._body_length]
         self._head = None
-        return start, headers, answerable, body
+        wire = None if canonical_head is None else b"".join((canonical_head, b"\r\n\r\n", body))
+        return start, headers, body, wire
 
     def _split(self, head: bytes) -> tuple[str, Headers, bool]:
         # A fault here leaves no Content-Length to find the next message by:

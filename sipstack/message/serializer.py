@@ -25,6 +25,13 @@ def serialize(message: Message, *, compact: bool = False) -> bytes:
     @raise LocalProtocolError: the message's Content-Length does not match its
         body: sending it would desynchronise a stream.
     """
+    if not compact:
+        # A message parsed from canonical bytes and not changed since (every
+        # change makes a new message without them) is written as it came:
+        # what the lines below would produce, without the work.
+        wire = message._wire
+        if wire is not None:
+            return wire
     if isinstance(message, Request):
         start = f"{message.method} {message.uri} {message.version}"
     else:

@@ -102,7 +102,8 @@ _IPV4_OCTETS = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
 _FAST_HOSTNAME = r"(?![0-9.]++(?![A-Za-z_\-]))[A-Za-z0-9_]++(?:(?:\.|-++)[A-Za-z0-9_]++)*+\.?"
 _FAST_PARAMCHARS = rf"[{_UNRESERVED}\[\]/:&+$]++"
 _FAST_HEADER = rf"[{_UNRESERVED}\[\]/?:+$]++=[{_UNRESERVED}\[\]/?:+$]*+"
-_FAST_SIP = re.compile(
+# (The source is shared with sipstack.message.address, which embeds it in its pattern for a name-addr.)
+FAST_SIP_SOURCE = (
     r"sip(?P<secure>s?):"
     rf"(?:(?P<user>[{_UNRESERVED}&=+$,;?/#]++)(?::(?P<password>[{_UNRESERVED}&=+$,]*+))?+@)?+"
     rf"(?P<host>\[(?:{_IPV6_HEX})\]|{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}(?![A-Za-z0-9_.\-])|{_FAST_HOSTNAME})"
@@ -113,6 +114,7 @@ _FAST_SIP = re.compile(
     rf"(?P<more>(?:;{_FAST_PARAMCHARS}(?:={_FAST_PARAMCHARS})?+)++)?+)?+)?+"
     rf"(?:\?(?P<headers>{_FAST_HEADER}(?:&{_FAST_HEADER})*+))?+"
 )
+_FAST_SIP = re.compile(FAST_SIP_SOURCE)
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 # RFC 2396 unreserved characters (for SIP) and RFC 3986 ones (for other schemes): an escape of one of these is
 # equivalent to the character itself; an escape of anything else, reserved characters included, is not.
@@ -404,8 +406,6 @@ class AbsoluteURI:
 #: Any URI a SIP message can carry (RFC 3261 section 25.1: C{SIP-URI / SIPS-URI / absoluteURI}).
 URI: TypeAlias = SIPURI | AbsoluteURI
 
-_new = object.__new__
-
 
 class _SIPURISlots:
     """
@@ -459,40 +459,16 @@ def parse_uri(text: str) -> URI:
     m = _FAST_SIP.fullmatch(text)
     if m is not None:
         secure, user, password, host, port_text, name1, value1, name2, value2, more, headers_text = m.groups()
-        fast: _SIPURISlots = _new(_SIPURISlots)
-        fast.scheme = "sips" if secure else "sip"
-        fast.host = host
-        fast.user = user
-        fast.password = password
-        fast.port = None if port_text is None else int(port_text)
-        # One or two parameters are split already; a typed one (to check), a name given twice (an error) or
-        # a third parameter take the general splitter, which raises as the careful path would.
-        if name1 is None:
-            fast.parameters = ()
-        elif name2 is None and name1.lower() not in _TYPED_PARAMS:
-            fast.parameters = ((name1, value1),)
-        elif (
-            more is None
-            and name2 is not None
-            and (key1 := name1.lower()) != (key2 := name2.lower())
-            and key1 not in _TYPED_PARAMS
-            and key2 not in _TYPED_PARAMS
-        ):
-            fast.parameters = ((name1, value1), (name2, value2))
-        else:
-            fast.parameters = _parse_params(text[m.start("name1") - 1 :].partition("?")[0], text)
-        fast.headers = (
-            tuple((n, v) for n, _, v in (h.partition("=") for h in headers_text.split("&"))) if headers_text else ()
+        return fast_sip_uri(
+            secure, user, password, host, port_text, name1, value1, name2, value2, more, headers_text, text
         )
-        fast.__class__ = SIPURI  # type: ignore[assignment]  # see _SIPURISlots
-        return fast  # type: ignore[return-value]  # now a SIPURI, as mypy cannot know
     m = _ABSOLUTE.fullmatch(text)
     if m is not None:
         scheme = m.group(1).lower()
         if scheme not in {"sip", "sips"}:
             if "%" in text and _BAD_ESCAPE.search(text):
                 raise InvalidValue(f"URI has a '%' that starts no escape: {_show(text)}")
-            absolute: _AbsoluteURISlots = _new(_AbsoluteURISlots)
+            absolute: _AbsoluteURISlots = _AbsoluteURISlots()
             absolute.scheme = scheme
             absolute.opaque = m.group(2)
             absolute.__class__ = AbsoluteURI  # type: ignore[assignment]  # see _SIPURISlots
@@ -504,6 +480,59 @@ def parse_uri(text: str) -> URI:
         return _parse_sip(text, "sips", 5)
     what = "has no scheme, ':' and text" if _ABSOLUTE.match(text) is None else 'has a space, control or <>"'
     raise InvalidValue(f"URI {what}: {_show(text)}")
+
+
+def fast_sip_uri(  # noqa: PLR0917  (a match's groups, passed as they come: called for most URIs)
+    secure: str,
+    user: str | None,
+    password: str | None,
+    host: str,
+    port_text: str | None,
+    name1: str | None,
+    value1: str | None,
+    name2: str | None,
+    value2: str | None,
+    more: str | None,
+    headers_text: str | None,
+    text: str,
+) -> SIPURI:
+    """
+    The L{SIPURI} of a match of L{FAST_SIP_SOURCE}, given its groups in order.
+
+    @param text: the whole URI (what the pattern matched).
+    @raise InvalidValue: a typed parameter is invalid, or a parameter name
+        is repeated (the fast pattern only checks the characters).
+    """
+    fast: _SIPURISlots = _SIPURISlots()
+    fast.scheme = "sips" if secure else "sip"
+    fast.host = host
+    fast.user = user
+    fast.password = password
+    fast.port = None if port_text is None else int(port_text)
+    # One or two parameters are split already; a typed one (to check), a name given twice (an error) or
+    # a third parameter take the general splitter, which raises as the careful path would.
+    if name1 is None:
+        fast.parameters = ()
+    elif name2 is None and name1.lower() not in _TYPED_PARAMS:
+        fast.parameters = ((name1, value1),)
+    elif (
+        more is None
+        and name2 is not None
+        and (key1 := name1.lower()) != (key2 := name2.lower())
+        and key1 not in _TYPED_PARAMS
+        and key2 not in _TYPED_PARAMS
+    ):
+        fast.parameters = ((name1, value1), (name2, value2))
+    else:
+        # The parameters start at the first ";" after the userinfo (the only "@": no later part admits one),
+        # as the host and port admit none.
+        host_start = text.index("@") + 1 if user is not None else 4
+        fast.parameters = _parse_params(text[text.index(";", host_start) :].partition("?")[0], text)
+    fast.headers = (
+        tuple((n, v) for n, _, v in (h.partition("=") for h in headers_text.split("&"))) if headers_text else ()
+    )
+    fast.__class__ = SIPURI  # type: ignore[assignment]  # see _SIPURISlots
+    return fast  # type: ignore[return-value]  # now a SIPURI, as mypy cannot know
 
 
 def parse_sip_uri(text: str) -> SIPURI:
@@ -547,7 +576,7 @@ def _parse_sip(text: str, scheme: str, start: int) -> SIPURI:
     headers: tuple[tuple[str, str], ...] = ()
     if headers_text:
         headers = tuple((n, v) for n, _, v in (h.partition("=") for h in headers_text.split("&")))
-    uri: _SIPURISlots = _new(_SIPURISlots)
+    uri: _SIPURISlots = _SIPURISlots()
     uri.scheme = scheme
     uri.host = host
     uri.user = user

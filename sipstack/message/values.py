@@ -341,8 +341,6 @@ def parse_uint(text: str, *, maximum: int, what: str) -> int:
 CSEQ_MAXIMUM: Final = 2**31 - 1
 
 # CSeq  =  "CSeq" HCOLON 1*DIGIT LWS Method
-_new = object.__new__
-
 _CSEQ_RE: Final = re.compile(rf"{SWS}0*([0-9]{{1,20}}){LWS}({TOKEN}){SWS}")
 
 
@@ -403,7 +401,7 @@ def parse_cseq(text: str) -> CSeq:
     # isascii() costs nothing in CPython (a flag of the string).
     number_text, _, method = text.partition(" ")
     if len(number_text) < 10 and number_text.isdigit() and method.isalpha() and text.isascii():
-        fast: _CSeqSlots = _new(_CSeqSlots)
+        fast: _CSeqSlots = _CSeqSlots()
         fast.number = int(number_text)
         fast.method = method
         fast.__class__ = CSeq  # type: ignore[assignment]  # see _CSeqSlots
@@ -415,7 +413,7 @@ def parse_cseq(text: str) -> CSeq:
     number = int(number_text)
     if number > CSEQ_MAXIMUM:
         raise InvalidValue(f"CSeq number {number} is larger than {CSEQ_MAXIMUM}")
-    cseq: _CSeqSlots = _new(_CSeqSlots)
+    cseq: _CSeqSlots = _CSeqSlots()
     cseq.number = number
     cseq.method = method
     cseq.__class__ = CSeq  # type: ignore[assignment]  # see _CSeqSlots

@@ -79,8 +79,6 @@ _HOST_RE: Final = re.compile(HOST)
 
 _SIP_2_0: Final = "SIP/2.0"
 
-_new = object.__new__
-
 
 @dataclass(frozen=True, slots=True)
 class Via:
@@ -173,7 +171,11 @@ class Via:
         The transaction identifier; RFC 3261 ones start with the magic cookie
         C{z9hG4bK} (section 8.1.1.7).
         """
-        return get_param(self.params, "branch")
+        # get_param(self.params, "branch") in line: a proxy reads it for every message.
+        for key, value in self.params:
+            if key == "branch" or key.lower() == "branch":
+                return value
+        return None
 
     @property
     def received(self) -> str | None:
@@ -272,7 +274,7 @@ def _port(port_text: str | None) -> int | None:
 
 def _make(transport: str, host: str, port: int | None, params: Params, protocol: str) -> Via:
     # Parsed values are valid by construction; skip the frozen __init__.
-    via: _ViaSlots = _new(_ViaSlots)
+    via: _ViaSlots = _ViaSlots()
     via.transport = transport
     via.host = host
     via.port = port
@@ -311,7 +313,7 @@ def parse_via(text: str) -> list[Via]:
         transport, host, port_text, name1, value1, name2, value2, name3, value3, more = fast.groups()
         if ("-" in host or ".." in host) and _HOST_RE.fullmatch(host) is None:
             return [_parse_general(text)]
-        via: _ViaSlots = _new(_ViaSlots)
+        via: _ViaSlots = _ViaSlots()
         via.transport = transport.upper()
         via.host = host
         if port_text is None:

@@ -4,10 +4,23 @@ Tests for L{sipstack.message.message}: typed accessors and building responses.
 
 from __future__ import annotations
 
+import dataclasses
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from sipstack.errors import LocalProtocolError, RemoteProtocolError
-from sipstack.message import WILDCARD, Headers, Request, Response, build_response, parse_datagram, parse_uri, serialize
+from sipstack.message import (
+    WILDCARD,
+    Headers,
+    Request,
+    Response,
+    Via,
+    build_response,
+    parse_datagram,
+    parse_uri,
+    serialize,
+)
+from sipstack.message.message import _RequestSlots, _ResponseSlots
 
 REGISTER = (
     b"REGISTER sip:registrar.example.net SIP/2.0\r\n"
@@ -102,6 +115,64 @@ class AccessorTests(SynchronousTestCase):
         self.assertEqual(request.content_length, 5)
         self.assertEqual(request.headers.get("Content-Type"), "text/plain")
         self.assertEqual(parse_datagram(serialize(request)), request)
+
+
+class ParsedMessageTests(SynchronousTestCase):
+    """
+    Messages the parser builds are true L{Request} and L{Response} values, and
+    one written back as it came stops being written so once it is changed.
+    """
+
+    def test_slots_layout(self) -> None:
+        """
+        C{_RequestSlots} and C{_ResponseSlots}, which the parser fills in
+        before making them messages, have exactly the slots of L{Request} and
+        L{Response}.
+        """
+        for slots, cls in ((_RequestSlots, Request), (_ResponseSlots, Response)):
+            self.assertEqual(sorted(slots.__slots__), sorted(f.name for f in dataclasses.fields(cls)))
+            self.assertEqual(sorted(slots.__slots__), sorted(cls.__slots__))
+            self.assertEqual(slots.__basicsize__, cls.__basicsize__)
+
+    def test_true_values(self) -> None:
+        """A parsed message has the exact type, equality, hash and immutability of a constructed one."""
+        request = _register()
+        self.assertIs(type(request), Request)
+        built = Request(method=request.method, uri=request.uri, headers=request.headers, body=request.body)
+        self.assertEqual(request, built)
+        self.assertEqual(hash(request), hash(built))
+        self.assertRaises(dataclasses.FrozenInstanceError, setattr, request, "method", "BYE")
+        self.assertEqual(repr(request), repr(built))
+
+    def test_canonical_bytes_kept(self) -> None:
+        """An unchanged canonical message is written as the very bytes it came in."""
+        self.assertIs(serialize(_register()), REGISTER)
+
+    def test_changes_drop_bytes(self) -> None:
+        """
+        Every way of changing a message gives one that is written from its
+        values: the change shows in the bytes.
+        """
+        request = _register()
+        via = Via("UDP", "proxy.example.net", params=(("branch", "z9hG4bKp1"),))
+        changed: list[Request] = [
+            request.replace(method="REGISTER"),
+            request.replace(headers=request.headers.with_added("Via", str(via), first=True)),
+            request.with_body(b"x", "text/plain"),
+            request.with_top_via(via),
+        ]
+        for copy in changed:
+            data = serialize(copy)
+            built = Request(method=copy.method, uri=copy.uri, headers=copy.headers, body=copy.body)
+            self.assertEqual(data, serialize(built))
+        self.assertIn(b"proxy.example.net", serialize(changed[-1]))
+        self.assertTrue(serialize(changed[2]).endswith(b"\r\n\r\nx"))
+
+    def test_compact_ignores_bytes(self) -> None:
+        """Compact serialization writes the compact names, whatever the message came in as."""
+        data = serialize(_register(), compact=True)
+        self.assertIn(b"\r\nv: SIP/2.0/TLS", data)
+        self.assertIn(b"\r\nm: <sip:carol@198.51.100.7>", data)
 
 
 class BuildResponseTests(SynchronousTestCase):

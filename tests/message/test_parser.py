@@ -175,6 +175,95 @@ class DatagramTests(SynchronousTestCase):
         self.assertEqual(len(request.notes), 1)
 
 
+#: INVITE in canonical form: serialize(parse(x)) is x.
+CANONICAL_INVITE = INVITE.replace(b"X-Unknown:   keep   this  ", b"X-Unknown: keep   this")
+
+
+class SerializeParsedTests(SynchronousTestCase):
+    """
+    A parsed message is written as the bytes it came in only when those are
+    exactly what serializing its values gives; otherwise it is written in
+    canonical form, as a message built from the same values would be.
+    """
+
+    def assertWrittenAsBuilt(self, data: bytes) -> bytes:
+        message = _parse(data)
+        written = serialize(message)
+        self.assertEqual(written, serialize(message.replace()))
+        self.assertEqual(_parse(written), message)
+        return written
+
+    def test_canonical_kept(self) -> None:
+        """Canonical requests and responses are written back byte for byte."""
+        for data in (CANONICAL_INVITE, RINGING, _replace(RINGING, b"180 Ringing", "180 Ça sonne".encode())):
+            self.assertEqual(self.assertWrittenAsBuilt(data), data)
+
+    def test_header_spacing(self) -> None:
+        """Odd but valid spacing around a header value is written as ': ' and no more."""
+        for old, new in [
+            (b"Via: SIP/2.0/UDP pc7", b"Via:SIP/2.0/UDP pc7"),
+            (b"Via: SIP/2.0/UDP pc7", b"Via:  SIP/2.0/UDP pc7"),
+            (b"Via: SIP/2.0/UDP pc7", b"Via:\tSIP/2.0/UDP pc7"),
+            (b"Call-ID: ", b"Call-ID : "),
+            (b"CSeq: 7 INVITE", b"CSeq: 7 INVITE "),
+            (b"Content-Length: 4", b"Content-Length: 4\t"),
+            (b"X-Unknown: keep   this", b"X-Unknown:keep   this"),
+            (b"X-Unknown: keep   this", b"X-Unknown: \tkeep   this"),
+        ]:
+            self.assertEqual(self.assertWrittenAsBuilt(_replace(CANONICAL_INVITE, old, new)), CANONICAL_INVITE)
+
+    def test_empty_values(self) -> None:
+        """An empty value is written as 'Name: ', which is kept; 'Name:' is not canonical."""
+        data = _replace(CANONICAL_INVITE, b"X-Unknown: keep   this", b"Subject: ")
+        self.assertEqual(self.assertWrittenAsBuilt(data), data)
+        self.assertEqual(self.assertWrittenAsBuilt(_replace(data, b"Subject: ", b"Subject:")), data)
+        self.assertEqual(self.assertWrittenAsBuilt(_replace(data, b"Subject: ", b"Subject:  ")), data)
+
+    def test_start_lines(self) -> None:
+        """
+        A Request-URI is written with its scheme in lower case and its port
+        without leading zeros; a status line without a reason gets its space.
+        """
+        for old, new, canonical in [
+            (b"INVITE sip:bob@", b"INVITE SIP:bob@", b"INVITE sip:bob@"),
+            (b"INVITE sip:bob@", b"INVITE sIp:bob@", b"INVITE sip:bob@"),
+            (b"example.org SIP/2.0", b"example.org:05060 SIP/2.0", b"example.org:5060 SIP/2.0"),
+        ]:
+            data = _replace(CANONICAL_INVITE, old, new)
+            self.assertEqual(self.assertWrittenAsBuilt(data), _replace(CANONICAL_INVITE, old, canonical))
+        data = _replace(CANONICAL_INVITE, b"INVITE sip:bob@biloxi.example.org", b"INVITE TEL:+15551234")
+        self.assertTrue(self.assertWrittenAsBuilt(data).startswith(b"INVITE tel:+15551234 SIP/2.0\r\n"))
+        data = _replace(CANONICAL_INVITE, b"INVITE sip:bob@biloxi.example.org", b"INVITE sip:bob@biloxi.example.org:0")
+        self.assertEqual(self.assertWrittenAsBuilt(data), data)
+        data = _replace(CANONICAL_INVITE, b" SIP/2.0\r\n", b" sip/2.0\r\n")
+        self.assertEqual(self.assertWrittenAsBuilt(data), data)
+        written = self.assertWrittenAsBuilt(_replace(RINGING, b"SIP/2.0 180 Ringing", b"SIP/2.0 180"))
+        self.assertEqual(written, _replace(RINGING, b"SIP/2.0 180 Ringing", b"SIP/2.0 180 "))
+
+    def test_framing(self) -> None:
+        """Leading CRLFs, bytes past the body, bare LFs and folding are not written back."""
+        self.assertEqual(self.assertWrittenAsBuilt(b"\r\n\r\n" + CANONICAL_INVITE), CANONICAL_INVITE)
+        self.assertEqual(self.assertWrittenAsBuilt(CANONICAL_INVITE + b"garbage"), CANONICAL_INVITE)
+        self.assertEqual(self.assertWrittenAsBuilt(RINGING.replace(b"\r\n", b"\n")), RINGING)
+        self.assertEqual(self.assertWrittenAsBuilt(RINGING[:-2]), RINGING)
+        folded = _replace(CANONICAL_INVITE, b"X-Unknown: keep   this", b"X-Unknown: keep\r\n   this")
+        self.assertEqual(self.assertWrittenAsBuilt(folded), _replace(folded, b"keep\r\n   this", b"keep this"))
+        stripped = _replace(CANONICAL_INVITE, b"Content-Length: 4\r\n", b"")
+        self.assertEqual(self.assertWrittenAsBuilt(stripped), stripped)
+
+    def test_stream(self) -> None:
+        """The framer keeps the bytes of canonical messages only."""
+        framer = StreamFramer()
+        odd = _replace(RINGING, b"CSeq: ", b"CSeq:  ")
+        framer.feed(CANONICAL_INVITE + odd + RINGING)
+        written = []
+        while (event := framer.next_event()) is not None:
+            assert not isinstance(event, KeepAlive)
+            written.append(serialize(event))
+            self.assertEqual(written[-1], serialize(event.replace()))
+        self.assertEqual(written, [CANONICAL_INVITE, RINGING, RINGING])
+
+
 class DatagramFaultTests(SynchronousTestCase):
     """
     Every fault in a datagram gives a defined outcome.
