@@ -78,10 +78,10 @@ def _split_head(text: str, limits: Limits) -> tuple[str, Headers, bool]:
     simple = canonical = "\n" not in start
     del lines[0]
     for position, line in enumerate(lines):
-        name, _, value = line.partition(": ")
+        name, separator, value = line.partition(": ")
         key = known_get(name)
         # str.strip returns the string itself when there is nothing to strip.
-        if key is None or "\n" in value or value.strip(" \t") is not value:
+        if key is None or not separator or "\n" in value or value.strip(" \t") is not value:
             name, colon, spaced = line.partition(":")
             key = known_get(name)
             if key is None:

@@ -278,6 +278,19 @@ class QuickPathTests(SynchronousTestCase):
         """Valid messages in forms that are not canonical, and some that are not valid."""
         self.assertSameOutcome(data)
 
+    def test_known_name_without_colon(self) -> None:
+        """
+        A line that is a known header name and nothing else has no colon: both
+        paths refuse it as malformed (the quick path once read it as an empty
+        value, a fault of a different name).
+        """
+        for name in (b"Content-Length", b"Via", b"To", b"i"):
+            data = _REGISTER.replace(b"\r\n\r\n", b"\r\n" + name + b"\r\n\r\n", 1)
+            self.assertSameOutcome(data)
+            with self.assertRaises(RemoteProtocolError) as caught:
+                parse_datagram(data)
+            self.assertEqual(caught.exception.reason, f"Malformed header line {name.decode()!r}")
+
     @given(mutated())
     def test_mutated(self, data: bytes) -> None:
         """Damaged messages."""
