@@ -27,8 +27,9 @@ from __future__ import annotations
 import enum
 import json
 import math
+import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Protocol
 from urllib.parse import unquote as percent_decode
 
@@ -45,6 +46,7 @@ from sipstack.message.values import Params
 
 __all__ = [
     "normalize_aor",
+    "aor_text",
     "contact_key",
     "key_of",
     "flow_to_text",
@@ -83,7 +85,37 @@ def normalize_aor(uri: URI | str) -> str:
         uri = parse_uri(uri)
     if not isinstance(uri, SIPURI):
         raise ValueError(f"an address-of-record must be a sip: or sips: URI, not {uri.scheme}:")
-    return str(uri.address_of_record())
+    return aor_text(uri)
+
+
+#: A user part that L{SIPURI.address_of_record} leaves as it is: no escape
+#: to decode and nothing its re-escaping would change.
+_PLAIN_USER = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,;?/]*")
+#: A host that L{SIPURI.address_of_record} only lower-cases: not an IPv6
+#: reference, and no IPv4 octet with a leading zero to drop.
+_PLAIN_HOST = re.compile(r"(?!\[)(?!.*(?:^|\.)0[0-9])[^\[]+", re.DOTALL)
+
+
+def aor_text(uri: SIPURI, scheme: str | None = None) -> str:
+    """
+    C{str(uri.address_of_record())}, with C{scheme} in place of the URI's
+    when given, without building the intermediate L{SIPURI}: a registrar
+    computes this for the To URI and every Contact of every REGISTER, and
+    building (and so validating) a URI costs several times more than the
+    text.  The common case, a user part with no escapes and a host name or
+    IPv4 address without leading zeros, is put together directly; anything
+    else (escapes, IPv6, odd addresses) goes the general way, so the result
+    is always the same.
+    """
+    user, host = uri.user, uri.host
+    if (user is None or _PLAIN_USER.fullmatch(user)) and _PLAIN_HOST.fullmatch(host):
+        userinfo = "" if user is None else user + "@"
+        port = "" if uri.port is None else f":{uri.port}"
+        return f"{scheme or uri.scheme}:{userinfo}{host.lower()}{port}"
+    canonical = uri.address_of_record()
+    if scheme is not None and scheme != canonical.scheme:
+        canonical = canonical.replace(scheme=scheme)
+    return str(canonical)
 
 
 def contact_key(uri: URI) -> str:
@@ -103,16 +135,25 @@ def contact_key(uri: URI) -> str:
     """
     if isinstance(uri, AbsoluteURI):
         return json.dumps([uri.scheme, percent_decode(uri.opaque, errors="surrogateescape")])
-    params = sorted(
-        (_decoded(name).lower(), None if value is None else _decoded(value).lower()) for name, value in uri.parameters
+    params = (
+        sorted(
+            (_decoded(name).lower(), None if value is None else _decoded(value).lower())
+            for name, value in uri.parameters
+        )
+        if uri.parameters
+        else []
     )
-    headers = sorted((_decoded(name).lower(), _decoded(value)) for name, value in uri.headers)
+    headers = sorted((_decoded(name).lower(), _decoded(value)) for name, value in uri.headers) if uri.headers else []
     password = None if uri.password is None else _decoded(uri.password)
-    return json.dumps([str(uri.address_of_record()), password, params, headers])
+    return _dumps([aor_text(uri), password, params, headers])
+
+
+#: json.dumps with its default settings, without re-checking them per call.
+_dumps = json.JSONEncoder().encode
 
 
 def _decoded(text: str) -> str:
-    return percent_decode(text, errors="surrogateescape")
+    return percent_decode(text, errors="surrogateescape") if "%" in text else text
 
 
 def key_of(contact: NameAddress) -> str:
@@ -124,7 +165,7 @@ def key_of(contact: NameAddress) -> str:
     """
     instance, reg_id = contact.instance, contact.reg_id
     if instance is not None and reg_id is not None:
-        return json.dumps(["instance", instance, reg_id])
+        return _dumps(["instance", instance, reg_id])
     return contact_key(contact.uri)
 
 
@@ -226,8 +267,14 @@ class Binding:
     instance: str | None = field(init=False, compare=False)
     reg_id: int | None = field(init=False, compare=False)
     key: str = field(init=False, compare=False, repr=False)
+    #: The contact, parsed: kept so that the 200 listing it need not parse it again.
+    _uri: URI = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        self._derive(parse_uri(self.contact))
+
+    def _derive(self, uri: URI) -> None:
+        """Check the fields, and derive the others from the contact, parsed as C{uri}."""
         if not self.aor:
             raise ValueError("a binding needs an address-of-record")
         if not self.call_id:
@@ -236,13 +283,14 @@ class Binding:
             raise ValueError(f"CSeq {self.cseq} out of range")
         if not math.isfinite(self.expires_at):
             raise ValueError("expires_at must be finite")
-        address = NameAddress(parse_uri(self.contact), None, self.params)
+        address = NameAddress(uri, None, self.params)
         if address.has_param("expires"):
             raise ValueError("a binding's expiry is expires_at, not an expires parameter")
         object.__setattr__(self, "q", address.q)
         object.__setattr__(self, "instance", address.instance)
         object.__setattr__(self, "reg_id", address.reg_id)
         object.__setattr__(self, "key", key_of(address))
+        object.__setattr__(self, "_uri", uri)
 
     @classmethod
     def from_contact(
@@ -258,8 +306,15 @@ class Binding:
         received: Peer | None = None,
         user_agent: str | None = None,
     ) -> Binding:
-        """A binding for a Contact of a REGISTER (its C{expires} dropped)."""
-        return cls(
+        """
+        A binding for a Contact of a REGISTER (its C{expires} dropped).
+
+        The same as the constructor given C{str(contact.uri)}, but with the
+        URI already parsed: the registrar makes one binding per Contact of
+        every REGISTER, and parsing the text again was a fair part of that.
+        """
+        binding: Binding = object.__new__(cls)
+        values = (
             aor,
             str(contact.uri),
             expires_at,
@@ -271,6 +326,10 @@ class Binding:
             received,
             user_agent,
         )
+        for name, value in zip(_BINDING_INIT_FIELDS, values, strict=True):
+            object.__setattr__(binding, name, value)
+        binding._derive(contact.uri)
+        return binding
 
     def remaining(self, now: float) -> int:
         """The seconds left, rounded up, as a registrar reports them."""
@@ -278,7 +337,11 @@ class Binding:
 
     def name_address(self, now: float) -> NameAddress:
         """The Contact of a 200 to a REGISTER: the contact, its parameters and C{expires}."""
-        return NameAddress(parse_uri(self.contact), None, self.params).with_param("expires", str(self.remaining(now)))
+        return NameAddress(self._uri, None, self.params).with_param("expires", str(self.remaining(now)))
+
+
+#: The fields L{Binding}'s constructor takes, in order (what L{Binding.from_contact} fills in).
+_BINDING_INIT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Binding) if f.init)
 
 
 def order_bindings(bindings: Iterable[Binding]) -> tuple[Binding, ...]:

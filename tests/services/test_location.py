@@ -18,7 +18,7 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hypothesis import settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 from twisted.internet.defer import Deferred, gatherResults
@@ -29,7 +29,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from sipstack.hop import FlowKey, Peer, TransportKind
-from sipstack.message import parse_uri
+from sipstack.message import SIPURI, parse_uri
 from sipstack.message.address import parse_name_address
 from sipstack.services.location import (
     Binding,
@@ -42,6 +42,7 @@ from sipstack.services.location import (
     RemoveAll,
     StoreClosed,
     UpdateOutcome,
+    aor_text,
     contact_key,
     flow_from_text,
     flow_to_text,
@@ -105,6 +106,65 @@ class ValueTests(SynchronousTestCase):
         self.assertRaises(ValueError, binding, call_id="")
         self.assertRaises(ValueError, binding, aor="")
         self.assertRaises(ValueError, binding, expires_at=float("nan"))
+
+    @given(
+        st.sampled_from(["sip", "sips", "SIP"]),
+        st.one_of(st.none(), st.lists(st.sampled_from(["a", "B", "7", "-", "!", "%61", "%2f", "%25", "#", ";", "+"]))),
+        st.sampled_from(
+            [
+                "Example.COM",
+                "host.example",
+                "192.0.2.1",
+                "010.0.0.1",
+                "1.02.3.4",
+                "[::1]",
+                "[2001:DB8:0::1]",
+                "a.01b.example",
+            ]
+        ),
+        st.one_of(st.none(), st.integers(1, 65535)),
+        st.sampled_from(["", ";transport=TCP", ";lr"]),
+    )
+    def test_aor_text(self, scheme: str, user: list[str] | None, host: str, port: int | None, params: str) -> None:
+        """aor_text gives the text of address_of_record (and its sip: form) without building it."""
+        userinfo = "" if user is None else "".join(user) + "@"
+        assume(user is None or user)
+        text = f"{scheme}:{userinfo}{host}{'' if port is None else f':{port}'}{params}"
+        try:
+            uri = parse_uri(text)
+        except ValueError:
+            assume(False)
+            raise
+        assert isinstance(uri, SIPURI)
+        canonical = uri.address_of_record()
+        self.assertEqual(aor_text(uri), str(canonical), text)
+        self.assertEqual(aor_text(uri, scheme="sip"), str(canonical.replace(scheme="sip")), text)
+        self.assertEqual(normalize_aor(uri), str(canonical), text)
+
+    @given(
+        st.sampled_from(["sip:alice@192.0.2.1:5070;transport=TCP", "SIP:%41lice@Host.Example", "tel:+15551234"]),
+        st.sampled_from(["", ";q=0.5", ';+sip.instance="<urn:uuid:1>";reg-id=2', ";expires=60;Q=1"]),
+    )
+    def test_from_contact_as_constructor(self, uri: str, params: str) -> None:
+        """Binding.from_contact makes the binding the constructor makes from the contact's text."""
+        contact = parse_name_address(f"<{uri}>{params}")
+        made = Binding.from_contact(ALICE, contact, 100.0, "call", 7, path=["sip:edge.example;lr"], user_agent="ua")
+        expected = Binding(
+            ALICE,
+            str(contact.uri),
+            100.0,
+            "call",
+            7,
+            contact.without_param("expires").params,
+            ("sip:edge.example;lr",),
+            user_agent="ua",
+        )
+        self.assertEqual(made, expected)
+        self.assertEqual(
+            (made.q, made.instance, made.reg_id, made.key),
+            (expected.q, expected.instance, expected.reg_id, expected.key),
+        )
+        self.assertEqual(str(made.name_address(40.0)), str(expected.name_address(40.0)))
 
     def test_contact_key_equivalence(self) -> None:
         """Contacts that RFC 3261 section 19.1.4 calls equivalent share a key; different ones do not."""
