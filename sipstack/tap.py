@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.test_tap -*-
 """
-C{twistd sip}: a SIP registrar (and, once it exists, proxy) server.
+C{twistd sip}: a SIP registrar and stateful proxy server.
 
 The plugin (C{twisted/plugins/sipstack_plugin.py}) names this module lazily,
 so C{twistd --help} imports nothing of sipstack.  L{Options} reads the
@@ -8,12 +8,14 @@ command line and an optional TOML file (C{--config}); the command line wins
 over the file, the file over the defaults.  L{makeService} builds the
 server with L{build_server}:
 
-  - a L{SIPStack} (C{check_dialogs=False}: a registrar and proxy is not a
-    user agent for the dialogs it sees) listening as C{--listen} says;
+  - a L{SIPStack} in proxy mode (a registrar and proxy is not a user agent
+    for the dialogs it sees) listening as C{--listen} says;
   - a L{Registrar} over the location store (SQLite in the data directory
     by default), with digest authentication when C{--users} is given;
-  - the stack's request handler, a L{ServerCore}, whose C{proxy} attribute
-    the proxy fills in.
+  - a L{Proxy} (RFC 3261 section 16) over the registrar's bindings, with
+    the same authentication;
+  - the stack's request handler, a L{ServerCore}: REGISTER to the
+    registrar, everything else to the proxy.
 
 With no options at all it listens on UDP and TCP port 5060 and TLS port
 5061 of 127.0.0.1, keeps bindings in C{./var/location.sqlite3}, and makes a
@@ -37,6 +39,7 @@ from sipstack.config import StackConfig, TLSPolicy
 from sipstack.services.digest import Authenticator, Users, UsersFileError, load_users
 from sipstack.services.location import LocationStore, LocationStoreService, MemoryLocationStore
 from sipstack.services.location_sqlite import SQLiteLocationStore
+from sipstack.services.proxy import Proxy
 from sipstack.services.registrar import Registrar, RegistrarPolicy, canonical_host
 from sipstack.services.server import OrderedMultiService, ServerCore, SIPStackService, build_core
 from sipstack.stack import SIPStack
@@ -145,7 +148,7 @@ class Options(usage.Options):
     #: Shown after the options, as written (Twisted would rewrap a C{longdesc} into one paragraph).
     longdesc = ""
     help_text = """\
-A SIP registrar on sipstack (the proxy plugs into it as it is built).
+A SIP registrar and stateful proxy on sipstack.
 
 With no options it listens on udp:5060, tcp:5060 and tls:5061 on 127.0.0.1,
 accepts registrations for any domain without authentication, keeps bindings
@@ -380,14 +383,21 @@ class SIPServer(OrderedMultiService):
     @ivar stack: the stack.
     @ivar store: the location store.
     @ivar registrar: the registrar.
-    @ivar core: the stack's request handler; set C{core.proxy} to plug in
-        a proxy.
+    @ivar core: the stack's request handler; C{core.proxy} is the proxy.
     @ivar listening: the stack's service; C{listening.ready} fires with the
         bound addresses.
+    @ivar proxy: the proxy, if any.
     """
 
     def __init__(
-        self, stack: SIPStack, store: LocationStore, registrar: Registrar, core: ServerCore, listening: SIPStackService
+        self,
+        stack: SIPStack,
+        store: LocationStore,
+        registrar: Registrar,
+        core: ServerCore,
+        listening: SIPStackService,
+        *,
+        proxy: Proxy | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # unannotated in Twisted 26.10
         self.stack = stack
@@ -395,6 +405,7 @@ class SIPServer(OrderedMultiService):
         self.registrar = registrar
         self.core = core
         self.listening = listening
+        self.proxy = proxy
 
 
 def _secret(data_dir: Path) -> bytes:
@@ -457,11 +468,13 @@ def build_server(config: ServerConfig, reactor: Any) -> SIPServer:
     authenticator = None
     if config.users is not None:
         authenticator = Authenticator(config.users, config.realm, reactor, _secret(data_dir))
-    stack = SIPStack(reactor, config=StackConfig(tls_policy=config.tls_policy), check_dialogs=False)
+    stack = SIPStack(reactor, config=StackConfig(tls_policy=config.tls_policy), proxy=True)
     registrar = Registrar(store, reactor, config.policy, authenticator)
-    core = build_core(stack, registrar)
+    proxy = Proxy(stack, registrar, authenticator=authenticator)
+    core = build_core(stack, registrar, proxy)
+    proxy.install()
     listening = SIPStackService(stack, listen, grace=config.grace)
-    server = SIPServer(stack, store, registrar, core, listening)
+    server = SIPServer(stack, store, registrar, core, listening, proxy=proxy)
     server.addService(LocationStoreService(store, reactor))  # type: ignore[no-untyped-call]  # unannotated
     server.addService(listening)  # type: ignore[no-untyped-call]  # unannotated in Twisted 26.10
     return server

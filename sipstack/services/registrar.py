@@ -46,6 +46,7 @@ address-of-record is told before the request is authenticated):
 from __future__ import annotations
 
 import email.utils
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -69,6 +70,7 @@ from sipstack.services.location import (
     RemoveAll,
     UpdateOutcome,
     UpdateResult,
+    aor_text,
     key_of,
     normalize_aor,
 )
@@ -126,8 +128,8 @@ def aor_of(uri: URI | str) -> str:
     """
     if isinstance(uri, str):
         uri = parse_uri(uri)
-    if isinstance(uri, SIPURI) and uri.scheme == "sips":
-        uri = uri.replace(scheme="sip")
+    if isinstance(uri, SIPURI):
+        return aor_text(uri, scheme="sip")
     return normalize_aor(uri)
 
 
@@ -246,6 +248,8 @@ class RegistrarCore:
         self.policy = policy
         self.clock = clock
         self.authenticator = authenticator
+        self._date_second: int | None = None
+        self._date_text = ""
 
     def decide(
         self,
@@ -298,12 +302,13 @@ class RegistrarCore:
         contacts = request.contacts
         call_id, cseq = request.call_id, request.cseq.number
         path = self._path(request)
-        echoed = path if "path" in _option_tags(request, "Supported") else ()
+        supported = _option_tags(request, "Supported")
+        echoed = path if "path" in supported else ()
         if isinstance(contacts, Wildcard):
             if request.expires != 0:
                 return Answer(400, "Contact * Needs Expires: 0")
             return RegisterUpdate(aor, (RemoveAll(call_id, cseq),), path=echoed)
-        outbound_supported = "outbound" in _option_tags(request, "Supported")
+        outbound_supported = "outbound" in supported
         flows = [contact for contact in contacts if contact.has_param("reg-id") and contact.has_param("+sip.instance")]
         if len(flows) > 1:
             return Answer(400, "More Than One Contact With reg-id")
@@ -345,6 +350,16 @@ class RegistrarCore:
             except (ValueError, InvalidValue) as error:
                 return Answer(400, f"Bad Contact: {error}"[:120])
         return RegisterUpdate(aor, tuple(changes), outbound=outbound, path=echoed)
+
+    def _date(self, now: float) -> str:
+        """
+        The C{Date} of a 200 (RFC 3261 section 20.17): whole seconds, so
+        one formatting serves every REGISTER answered within a second.
+        """
+        second = math.floor(now)
+        if second != self._date_second:
+            self._date_second, self._date_text = second, email.utils.formatdate(second, usegmt=True)
+        return self._date_text
 
     @staticmethod
     def _path(request: Request) -> tuple[str, ...]:
@@ -393,7 +408,7 @@ class RegistrarCore:
             return Answer(403, "Too Many Contacts")
         now = self.clock.seconds()
         headers: list[tuple[str, str]] = [("Contact", str(b.name_address(now))) for b in result.bindings]
-        headers.append(("Date", email.utils.formatdate(now, usegmt=True)))
+        headers.append(("Date", self._date(now)))
         if update.outbound:
             headers.append(("Require", "outbound"))
         headers.append(("Supported", ", ".join(SUPPORTED)))

@@ -46,7 +46,7 @@ file in front of DNS), C{_server} (L{IncomingRequest}) and C{_transport}
 (each transaction's sends).
 """
 
-from sipstack.stack._client import Failover, RequestResult
+from sipstack.stack._client import Failover, OutgoingRequest, RequestResult
 from sipstack.stack._locate import UDP_FALLBACK_EVENT, HostsFileResolver
 from sipstack.stack._server import IncomingRequest, RequestHandler, StrayHandler
 from sipstack.stack._stack import SIPStack
@@ -54,6 +54,7 @@ from sipstack.stack._stack import SIPStack
 __all__ = [
     "SIPStack",
     "RequestResult",
+    "OutgoingRequest",
     "Failover",
     "IncomingRequest",
     "RequestHandler",

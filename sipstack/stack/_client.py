@@ -38,6 +38,19 @@ Failover (RFC 3263 section 4.3), decisions:
     policy (see L{sipstack.stack._locate}).
   - A CANCEL and the ACK of a non-2xx go to the hop of the INVITE they
     belong to, never elsewhere.
+
+Sending on a flow (C{flow=}): while the flow is open (a stream in the
+transport layer's table; for UDP, while the stack has a UDP socket) the
+request goes on it, with no planning and no failover; a transport failure
+there, before any response, makes the request planned by RFC 3263 as if no
+flow had been given (the connection closed under us).
+
+Proxy mode (L{SIPStack.forward}, L{OutgoingRequest}): the TU of a proxy's
+branch.  No dialog is made or updated, no ACK of a 2xx is sent and no
+forked 2xx is hung up: every 1xx and every 2xx after the first final
+response (retransmissions and forks, RFC 6026) go to C{on_response}, and
+the branch is not known to L{SIPStack.cancel} (parallel branches share
+Call-ID, CSeq and From tag): it is cancelled through its handle.
 """
 
 from __future__ import annotations
@@ -52,7 +65,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from sipstack.dialog import Dialog, DialogId
-from sipstack.hop import Destination, FlowKey, HopSecurity, TransportKind
+from sipstack.errors import LocalProtocolError
+from sipstack.hop import Destination, FlowKey, HopSecurity, Peer, TransportKind
 from sipstack.message import Request, Response, build_response
 from sipstack.message.envelope import Sent
 from sipstack.message.message import Message
@@ -61,12 +75,13 @@ from sipstack.stack._locate import Hop, PlanWalk
 from sipstack.stack._transport import StackTransport
 from sipstack.transaction import ClientTransaction
 from sipstack.transaction.manager import build_cancel
+from sipstack.transport.layer import Finalize
 from sipstack.transport.report import Attempt
 
 if TYPE_CHECKING:
     from sipstack.stack._stack import SIPStack
 
-__all__ = ["RequestResult", "Synthesized", "Failover", "ClientRequest", "request_id"]
+__all__ = ["RequestResult", "Synthesized", "Failover", "ClientRequest", "OutgoingRequest", "request_id"]
 
 #: Why a response was made up locally rather than received.
 Synthesized = Literal["timeout", "transport", "cancelled"]
@@ -164,18 +179,34 @@ class ClientRequest:
         request: Request,
         on_provisional: Callable[[Response], object] | None,
         auto_ack: bool,
+        *,
+        flow: FlowKey | None = None,
+        finalize: Finalize | None = None,
+        proxy: bool = False,
     ) -> None:
+        """
+        @param on_provisional: called with each 1xx; in proxy mode also
+            with each 2xx after the final response.
+        @param flow: the flow to send on while it is open.
+        @param finalize: see L{TransportLayer.send_request}; the top Via of
+            what it returns is the one it was given (the branch is the
+            transaction's, also after a failover changed it).
+        @param proxy: proxy mode (see the module docstring).
+        """
         self.stack = stack
         self.request = request
         self.on_provisional = on_provisional
-        self.auto_ack = auto_ack
+        self.auto_ack = auto_ack and not proxy
+        self.proxy = proxy
+        self._flow = flow
+        self._finalize = _keeping_top_via(finalize) if finalize is not None else None
         self.result: Deferred[RequestResult] = Deferred()
         self.provisional: list[Response] = []
         self.destination: Destination | None = None
         self.hop: Hop | None = None
         self.walk: PlanWalk | None = None
         self.transport: StackTransport | None = None
-        self.in_dialog = stack._dialog_of_outgoing(request)
+        self.in_dialog = None if proxy else stack._dialog_of_outgoing(request)
         self.dialog: Dialog | None = self.in_dialog
         self.acks: dict[str, StackTransport] = {}
         self.failovers: tuple[Failover, ...] = ()
@@ -198,8 +229,15 @@ class ClientRequest:
     def begin(self) -> None:
         """
         Plan the request's next hop, reach it, and start the transaction:
-        without a Deferred when the plan is known and the hop is UDP.
+        without a Deferred when the plan is known and the hop is UDP; on
+        the given flow while it is open.
         """
+        if self._flow is not None:
+            hop = self.stack._flow_hop(self._flow)
+            if hop is not None:
+                self.start(hop)
+                return
+            self._flow = None
         locator = self.stack._locator
         try:
             plan = locator.known_plan(self.request)
@@ -276,12 +314,14 @@ class ClientRequest:
         flow = hop.flow
         layer = self.stack._layer
         first = request if request is not None else self.request
+        finalize = self._finalize
 
         def send(message: Message, previous: Sent | None) -> Deferred[Sent]:
             # No reference to self here: see StackTransport.
             assert isinstance(message, Request)
-            sent_flow = flow if message is first else (previous.flow if previous is not None else None)
-            return layer.send_request(message, destination, flow=sent_flow)
+            if message is first:
+                return layer.send_request(message, destination, flow=flow, finalize=finalize)
+            return layer.send_request(message, destination, flow=previous.flow if previous is not None else None)
 
         self.transport = StackTransport(layer, send)
         self._previous = None
@@ -357,25 +397,33 @@ class ClientRequest:
             return
         if response.status < 200:
             self.provisional.append(response)
-            self._early_dialog(response)
+            if not self.proxy:
+                self._early_dialog(response)
             if self._cancel_requested and not self._cancel_sent:
                 self._send_cancel()
-            if self.on_provisional is not None:
-                try:
-                    self.on_provisional(response)
-                except Exception:
-                    self._log.failure("The on_provisional callback failed")
+            self._tell(response)
             return
         if self.result.called:
-            self._extra_2xx(response)
+            if not self.proxy:
+                self._extra_2xx(response)
+            elif self._is_invite and response.status < 300:
+                # A retransmission or a fork: the proxy forwards each (RFC 6026).
+                self._tell(response)
             return
         if response.status == 503 and self._failover(response, None):
             return
-        if self._is_invite and response.status < 300:
+        if self._is_invite and response.status < 300 and not self.proxy:
             self.dialog = self._confirmed_dialog(response)
             if self.auto_ack:
                 self._send_ack(self.dialog, response)
         self._finish(response, None)
+
+    def _tell(self, response: Response) -> None:
+        if self.on_provisional is not None:
+            try:
+                self.on_provisional(response)
+            except Exception:
+                self._log.failure("The response callback failed on a {status}", status=response.status)
 
     def timed_out(self, transaction: ClientTransaction) -> None:
         if not self._current(transaction):
@@ -388,8 +436,22 @@ class ClientRequest:
         if not self._current(transaction):
             return
         response = build_response(self.request, 503)
-        if not self._failover(response, "transport"):
-            self._finish(response, "transport")
+        if self._off_flow(response) or self._failover(response, "transport"):
+            return
+        self._finish(response, "transport")
+
+    def _off_flow(self, response: Response) -> bool:
+        """The flow given to send on failed before any response: plan the request instead."""
+        if self._flow is None or self.walk is not None or self.provisional or self._cancel_requested:
+            return False
+        if self.stack._closed:
+            return False
+        self._flow = None
+        self._failed_over = (response, "transport", None, None)
+        self._previous, self.transport = self.transport, None
+        self._transaction_live = False
+        self.begin()
+        return True
 
     def terminated(self, transaction: ClientTransaction) -> None:
         if not self._current(transaction):
@@ -480,8 +542,9 @@ class ClientRequest:
         # the hop are done with, and need not live as long as the
         # transaction lingers (Timers K and M).
         self.walk = self.hop = None
-        self._settle_dialogs(response)
-        if self._is_invite and not self.stack._closed:
+        if not self.proxy:
+            self._settle_dialogs(response)
+        if self._is_invite and not self.stack._closed and not self.proxy:
             self._forget_call = self.stack.reactor.callLater(64 * self.stack.config.timers.t1, self._linger_ended)
         self.result.callback(
             RequestResult(
@@ -572,7 +635,7 @@ class ClientRequest:
         self._cancel_sent = True
         sent = self.sent
         request = sent.message if sent is not None and isinstance(sent.message, Request) else self.request
-        cancel = ClientRequest(self.stack, build_cancel(request), None, False)
+        cancel = ClientRequest(self.stack, build_cancel(request), None, False, proxy=self.proxy)
         cancel.result.addCallback(self._fire_cancel)
         # Where the INVITE went, on the flow it used (RFC 3261 section 9.1).
         assert self.hop is not None
@@ -582,6 +645,57 @@ class ClientRequest:
         waiters, self._cancel_waiters = self._cancel_waiters, []
         for waiter in waiters:
             waiter.callback(result)
+
+
+class OutgoingRequest:
+    """
+    A request sent with L{SIPStack.forward<sipstack.stack.SIPStack.forward>}
+    (a proxy's branch): its result, and the way to cancel this one branch.
+
+    @ivar result: fires with the L{RequestResult} (never fails for a
+        network reason; a timeout is a synthesized 408, a transport
+        failure a synthesized 503).
+    """
+
+    __slots__ = ("_client", "result")
+
+    def __init__(self, client: ClientRequest) -> None:
+        self._client = client
+        self.result: Deferred[RequestResult] = client.result
+
+    @property
+    def request(self) -> Request:
+        """The request as last sent (our Via, and what C{finalize} added), or as given before it was sent."""
+        sent = self._client.sent
+        return sent.message if sent is not None and isinstance(sent.message, Request) else self._client.request
+
+    @property
+    def flow(self) -> FlowKey | None:
+        """The flow it went on, once sent."""
+        return self._client.flow
+
+    def cancel(self) -> Deferred[RequestResult | None]:
+        """
+        Cancel this INVITE branch (RFC 3261 section 9.1), as
+        L{SIPStack.cancel<sipstack.stack.SIPStack.cancel>} does: the CANCEL
+        waits for a provisional response, is never sent after the final
+        one, and a branch not sent yet ends with a local 487.
+
+        @raise LocalProtocolError: the request is not an INVITE.
+        """
+        if self._client.request.method != "INVITE":
+            raise LocalProtocolError(f"only an INVITE can be cancelled, not a {self._client.request.method}")
+        return self._client.cancel()
+
+
+def _keeping_top_via(finalize: Finalize) -> Finalize:
+    """C{finalize}, with the top Via of the request it is given kept in what it returns."""
+
+    def finalized(request: Request, transport: TransportKind, sent_by: Peer, security: HopSecurity) -> Request:
+        result = finalize(request, transport, sent_by, security)
+        return result if result is request else result.with_top_via(request.top_via)
+
+    return finalized
 
 
 def request_id(request: Request) -> tuple[str, int, str | None]:

@@ -10,6 +10,17 @@ which, if no ACK came, the dialog is ended with a BYE.
 The dialogs of the INVITEs answered here go into the stack's table: an early
 one with the first 101-199 response, confirmed by the 2xx, ended by a
 300-699 final response (section 12.1.1).
+
+In proxy mode (C{SIPStack(proxy=True)}) the responses are a proxy's, most
+of them forwarded from downstream: they go out as given, with no dialog,
+no 2xx retransmission and no wait for the ACK (the INVITE server
+transaction just moves to Accepted, RFC 6026 section 7.1), and every 2xx to
+an INVITE goes out, also after the first one (forks, and retransmissions a
+proxy forwards statelessly, RFC 6026 section 8.3; once the transaction has
+ended they go back on the request's flow, or by the top Via).  A CANCEL
+fires C{cancelled} without a 487: the final response comes from
+downstream.  100 Trying goes out at once for an INVITE the handler answers
+later (the proxy is about to forward it, which takes longer than 200 ms).
 """
 
 from __future__ import annotations
@@ -53,7 +64,9 @@ class IncomingRequest:
         and the 200 that follows it belong to one dialog (section 12.1.1).
     @ivar cancelled: fires (with L{None}) when a CANCEL ended the request
         with 487 (section 9.2), or a BYE ended the dialog of an INVITE still
-        pending (section 15.1.2); never fires otherwise.
+        pending (section 15.1.2); never fires otherwise.  In proxy mode it
+        fires when a CANCEL matched an INVITE without a final response, and
+        no 487 is sent: the proxy cancels its branches (section 16.10).
     @ivar acked: for an INVITE answered with a 2xx, fires with its ACK, or
         with L{None} if none came within 64*T1 (section 13.3.1.4), in which
         case the stack also ends the dialog with a BYE.
@@ -98,17 +111,18 @@ class IncomingRequest:
         """
         A response to the request (RFC 3261 section 8.2.6) with this
         request's To tag; for an INVITE's 101-299 responses, our Contact
-        when C{headers} has none (section 12.1.1).
+        when C{headers} has none, and the request's Record-Route (section
+        12.1.1).
         """
         extra = list(headers)
-        if (
-            self.request.method == "INVITE"
-            and 100 < status < 300
-            and not any(name.lower() in ("contact", "m") for name, _ in extra)
-        ):
-            contact = self.stack.contact(self.received.flow.transport, default=None)
-            if contact is not None:
-                extra.append(("Contact", str(contact)))
+        if self.request.method == "INVITE" and 100 < status < 300:
+            if not any(name.lower() in ("contact", "m") for name, _ in extra):
+                contact = self.stack.contact(self.received.flow.transport, default=None)
+                if contact is not None:
+                    extra.append(("Contact", str(contact)))
+            # Section 12.1.1: a response that makes a dialog carries the
+            # request's Record-Route, so that the caller learns the route set.
+            extra.extend(("Record-Route", value) for value in self.request.headers.get_all("Record-Route"))
         response = build_response(self.request, status, reason, to_tag=self.to_tag, headers=extra)
         return response.with_body(body, content_type) if body or content_type else response
 
@@ -118,19 +132,27 @@ class IncomingRequest:
         any number of times, then one final one.
 
         A final response after the request was cancelled is dropped (the
-        487 went out already).
+        487 went out already).  In proxy mode, see the module docstring.
 
         @raise LocalProtocolError: a second final response, or one the
             transaction's state does not allow.
         """
         if isinstance(response, int):
             response = self.response(response)
+        invite = self.request.method == "INVITE"
         if self.final is not None:
+            if self.stack.proxy and invite and self.final.status < 300 and 200 <= response.status < 300:
+                self._another_2xx(response)
+                return
             if self.cancelled.called:
                 return
             raise LocalProtocolError(f"{self.request.method} was answered already with {self.final.status}")
         self.transaction.respond(response)
-        invite = self.request.method == "INVITE"
+        if self.stack.proxy:
+            if response.status >= 200:
+                self.final = response
+                self._cancel_call("trying")
+            return
         if response.status < 200:
             if invite and response.status > 100:
                 self._early_dialog(response)
@@ -143,6 +165,15 @@ class IncomingRequest:
         elif invite and self.dialog is not None and self.dialog.early:
             # The INVITE that created it failed (section 12.1.1).
             self.stack.end_dialog(self.dialog)
+
+    def _another_2xx(self, response: Response) -> None:
+        """Proxy mode: a further 2xx to the INVITE, through the transaction while it is Accepted, else on the flow."""
+        if self.transaction.state is TransactionState.ACCEPTED:
+            self.transaction.respond(response)
+            return
+        self.stack.send_response(response, flow=self.received.flow).addErrback(
+            lambda failure: self._log.info("Could not forward a 2xx: {error}", error=failure.getErrorMessage())
+        )
 
     def _early_dialog(self, response: Response) -> None:
         """The first 101-199 response to an initial INVITE creates an early dialog (RFC 3261 section 12.1.1)."""
@@ -181,7 +212,11 @@ class IncomingRequest:
             return
         if isinstance(result, Deferred):
             if self.request.method == "INVITE" and self.final is None:
-                self._calls["trying"] = self.stack.reactor.callLater(TRYING_DELAY, self._send_trying)
+                if self.stack.proxy:
+                    if not result.called:
+                        self._send_trying()
+                else:
+                    self._calls["trying"] = self.stack.reactor.callLater(TRYING_DELAY, self._send_trying)
             result.addCallbacks(self._finish, self._failed)
         else:
             self._finish(result)
@@ -244,6 +279,10 @@ class IncomingRequest:
         response went out (RFC 3261 sections 9.2 and 15.1.2).
         """
         if self.final is None and self.transaction.state is TransactionState.PROCEEDING:
+            if self.stack.proxy:
+                if not self.cancelled.called:
+                    self.cancelled.callback(None)
+                return
             self.respond(self.response(487))
             self.cancelled.callback(None)
 

@@ -11,22 +11,23 @@ from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from sipstack.config import StackConfig
 from sipstack.dialog import Dialog, DialogId
 from sipstack.errors import LocalProtocolError, RemoteProtocolError
-from sipstack.hop import FlowKey, HopSecurity, Peer, TransportKind
+from sipstack.hop import CLEARTEXT, Destination, FlowKey, HopSecurity, Peer, TransportKind
 from sipstack.message import NameAddress, Request, Response, build_response
 from sipstack.message.envelope import Received, Sent
 from sipstack.message.message import Message
 from sipstack.message.uri import SIPURI
 from sipstack.message.via import Via
+from sipstack.routing import Target, TargetSource
 from sipstack.routing.resolver import Resolver
-from sipstack.routing.via import new_branch
-from sipstack.stack._client import ClientRequest, RequestResult, request_id
+from sipstack.routing.via import new_branch, response_target
+from sipstack.stack._client import ClientRequest, OutgoingRequest, RequestResult, request_id
 from sipstack.stack._locate import Hop, HostsFileResolver, Locator
 from sipstack.stack._server import IncomingRequest, RequestHandler, StrayHandler
 from sipstack.stack._transport import StackTransport, response_of
@@ -40,7 +41,7 @@ from sipstack.transaction.events import (
 )
 from sipstack.transaction.manager import TransactionManager
 from sipstack.transport.dns import DNSResolver
-from sipstack.transport.layer import TransportLayer
+from sipstack.transport.layer import Finalize, TransportLayer
 from sipstack.transport.tls_memory import TLSMemory
 
 __all__ = ["SIPStack"]
@@ -66,6 +67,7 @@ class SIPStack:
         resolver: Resolver | None = None,
         nameservers: Sequence[tuple[str, int]] | None = None,
         check_dialogs: bool = True,
+        proxy: bool = False,
     ) -> None:
         """
         @param reactor: provides C{IReactorTCP}, C{IReactorUDP},
@@ -86,6 +88,17 @@ class SIPStack:
             C{False} (a proxy, or an application keeping dialogs of its own)
             such requests reach the handler as they are; known dialogs are
             still kept up to date.
+        @param proxy: proxy mode, for a stateful proxy (RFC 3261 section
+            16) on this stack (docs/embedding.md, "Proxy mode"): responses
+            given to L{IncomingRequest.respond} go out as they are (no
+            dialog, no 2xx retransmission, no wait for the ACK, several 2xx
+            allowed to an INVITE); 100 Trying goes out at once for an
+            INVITE the handler answers later; no 482 for merged requests
+            (spirals come back with a new branch); a CANCEL gets its 200
+            but no 487 (C{incoming.cancelled} fires, and the proxy cancels
+            its branches), and one that matches nothing reaches the
+            handler; the dialog table is not consulted (implies
+            C{check_dialogs=False}).
         """
         self.reactor = reactor
         self.config = config if config is not None else StackConfig()
@@ -108,7 +121,9 @@ class SIPStack:
         self._awaiting_ack: dict[tuple[str, int, str], IncomingRequest] = {}
         self._dialogs: dict[DialogId, Dialog] = {}
         self._pending_invites: dict[DialogId, IncomingRequest] = {}
-        self._check_dialogs = check_dialogs
+        self._check_dialogs = check_dialogs and not proxy
+        self.proxy = proxy
+        self._bound: list[tuple[TransportKind, Peer]] = []
         self._receiving: Received | None = None
         self._closing = False
         self._closed = False
@@ -129,6 +144,7 @@ class SIPStack:
         def bound(peer: Peer) -> Peer:
             kind = TransportKind(description.split(":", 1)[0].upper())
             self._listeners.setdefault(kind, peer)
+            self._bound.append((kind, peer))
             return peer
 
         return listening.addCallback(bound)
@@ -159,6 +175,16 @@ class SIPStack:
         if transport is not TransportKind.UDP:
             uri = uri.with_param("transport", transport.value.lower())
         return NameAddress(uri)
+
+    @property
+    def listeners(self) -> tuple[tuple[TransportKind, Peer], ...]:
+        """
+        Every listener bound, in the order bound: its transport and address
+        (a wildcard address, C{0.0.0.0} or C{::}, for one on every
+        interface).  A proxy names itself with them (Record-Route, its own
+        Vias) and finds its TLS port on an interface.
+        """
+        return tuple(self._bound)
 
     @property
     def resolver(self) -> Resolver:
@@ -235,6 +261,8 @@ class SIPStack:
         *,
         on_provisional: Callable[[Response], object] | None = None,
         auto_ack: bool = True,
+        flow: FlowKey | None = None,
+        finalize: Finalize | None = None,
     ) -> Deferred[RequestResult]:
         """
         Send C{request} through a client transaction (RFC 3261 section 17.1)
@@ -249,6 +277,15 @@ class SIPStack:
         L{send_ack}.
 
         @param on_provisional: called with each 1xx response as it arrives.
+        @param flow: a flow to send on while it is open (the flow a
+            binding was registered over, RFC 5626), instead of the RFC 3263
+            plan; if it is closed, or fails before any response, the
+            request is planned as usual.
+        @param finalize: called with the request, the transport, our
+            sent-by on it and the hop's security once the transport is
+            chosen, for each transmission to a new hop (failovers
+            included); the request it returns is sent, with the top Via of
+            the one it was given (a proxy adds its Record-Route, RFC 5658).
         @raise LocalProtocolError: the stack is closing, the request is an
             ACK (use L{send_ack}), or its Via has no RFC 3261 branch.
         """
@@ -256,19 +293,132 @@ class SIPStack:
             raise LocalProtocolError("the stack is closing")
         if request.method == "ACK":
             raise LocalProtocolError("an ACK has no transaction: use send_ack")
-        return self._start_request(request, on_provisional, auto_ack)
+        return self._start_request(request, on_provisional, auto_ack, flow, finalize)
 
     def _start_request(
-        self, request: Request, on_provisional: Callable[[Response], object] | None, auto_ack: bool
+        self,
+        request: Request,
+        on_provisional: Callable[[Response], object] | None,
+        auto_ack: bool,
+        flow: FlowKey | None = None,
+        finalize: Finalize | None = None,
     ) -> Deferred[RequestResult]:
         """L{request}, also while the stack closes (the stack's own BYEs)."""
         prepared = self._prepare(request)
-        client = ClientRequest(self, prepared, on_provisional, auto_ack)
+        client = ClientRequest(self, prepared, on_provisional, auto_ack, flow=flow, finalize=finalize)
         if prepared.method == "INVITE":
             # Known to cancel() from now on, even while the destination is planned.
             self._invites[request_id(prepared)] = client
         client.begin()
         return client.result
+
+    def forward(
+        self,
+        request: Request,
+        *,
+        on_response: Callable[[Response], object] | None = None,
+        flow: FlowKey | None = None,
+        finalize: Finalize | None = None,
+    ) -> OutgoingRequest:
+        """
+        Send C{request} for a proxy (one branch, RFC 3261 section 16.6)
+        through a client transaction of its own, and return its handle.
+
+        Unlike L{request}, nothing of a user agent is done: no dialog is
+        made, no ACK of a 2xx sent, no forked 2xx hung up, and the branch
+        is cancelled through its handle (L{OutgoingRequest.cancel}), not by
+        L{cancel} (parallel branches share Call-ID, CSeq and From tag).
+        Planning, TLS first and failover are those of L{request}, and so
+        are C{flow} and C{finalize}.
+
+        @param on_response: called with each 1xx response, and for an
+            INVITE with each 2xx that comes after the final response (a
+            retransmission, or another fork's: RFC 6026 has the proxy
+            forward every one).  The final response is the handle's
+            C{result}.
+        @raise LocalProtocolError: the stack is closing, the request is an
+            ACK (use L{send_stateless}), or its Via has no RFC 3261 branch.
+        """
+        if self._closing:
+            raise LocalProtocolError("the stack is closing")
+        if request.method == "ACK":
+            raise LocalProtocolError("an ACK has no transaction: use send_stateless")
+        client = ClientRequest(
+            self, self._prepare(request), on_response, False, flow=flow, finalize=finalize, proxy=True
+        )
+        client.begin()
+        return OutgoingRequest(client)
+
+    def _flow_hop(self, flow: FlowKey) -> Hop | None:
+        """A hop on C{flow} if it is open (a stream in the table; for UDP, a socket of its family), else L{None}."""
+        remote = flow.remote
+        if flow.transport is TransportKind.UDP:
+            if not self._layer.can_send_udp(remote.host):
+                return None
+            security, hop_flow = CLEARTEXT, None
+        else:
+            stream = self._layer.stream(flow)
+            if stream is None:
+                return None
+            security, hop_flow = stream.security, flow
+        target = Target(flow.transport, remote.host, remote.port, (remote.host,), TargetSource.NUMERIC)
+        return Hop(target, Destination(flow.transport, remote), hop_flow, security)
+
+    def send_stateless(self, request: Request, *, flow: FlowKey | None = None) -> Deferred[Sent]:
+        """
+        Send C{request} without a transaction (a proxy forwarding an ACK of
+        a 2xx, RFC 3261 section 16.11): on C{flow} while it is open, else
+        to the next hop of its top Route or Request-URI, planned by RFC
+        3263 (TLS first).  A request without a Via gets one, and
+        Max-Forwards and Content-Length when missing.
+
+        @return: fires with what was sent, or fails (L{TransportFailed
+            <sipstack.errors.TransportFailed>}, L{RoutingError
+            <sipstack.errors.RoutingError>}) when it could not be.
+        """
+        prepared = self._prepare(request)
+        if flow is not None:
+            hop = self._flow_hop(flow)
+            if hop is not None:
+                return self._layer.send_request(prepared, hop.destination, flow=hop.flow)
+        return self._send_outside(prepared)
+
+    def send_response(self, response: Response, *, flow: FlowKey | None = None) -> Deferred[Sent]:
+        """
+        Send C{response} without a server transaction (a proxy forwarding
+        a stray response, RFC 3261 section 16.11, or a 2xx retransmission
+        after its INVITE's transaction ended, RFC 6026): on C{flow} while
+        it is open, else where its top Via says (section 18.2.2, RFC 3581:
+        the C{received} address, with C{rport} over UDP), reusing an open
+        connection to that address over a stream transport, else opening
+        one.
+
+        @return: fires with what was sent, or fails when it could not be.
+        """
+        try:
+            if flow is None:
+                flow = self._response_flow(response)
+        except Exception:
+            return fail()
+        return self._layer.send_response(response, flow)
+
+    def _response_flow(self, response: Response) -> FlowKey:
+        """The flow a response goes back on by its top Via: an open one to that address, or a new one's key."""
+        via = response.top_via
+        target = response_target(via)
+        kind = target.transport
+        peer = Peer(target.host, target.port)
+        if kind.reliable:
+            received = via.received
+            rport = via.rport
+            if received is not None and rport is not None:
+                # The connection the request came on, from the address and port seen.
+                seen = Peer(received.strip("[]"), rport)
+                for flow in self._layer.flows:
+                    if flow.transport is kind and flow.remote == seen:
+                        return flow
+        # Not open: the transport layer sends by the top Via (UDP) or connects.
+        return FlowKey(kind, peer, Peer("", 0))
 
     def cancel(self, request: Request) -> Deferred[RequestResult | None]:
         """
@@ -370,16 +520,21 @@ class SIPStack:
             transport.bind(outcome.transaction)
             incoming = IncomingRequest(self, received, outcome.transaction, transport)
             self._incoming[outcome.transaction] = incoming
-            refusal = self._within_dialog(incoming)
-            if refusal is not None:
-                incoming.respond(incoming.response(refusal))
-                return
+            if not self.proxy:
+                refusal = self._within_dialog(incoming)
+                if refusal is not None:
+                    incoming.respond(incoming.response(refusal))
+                    return
             incoming._serve(self._handler, closing=self._closing)
         elif isinstance(outcome, CancelReceived):
             transport.bind(outcome.transaction)
             target = self._incoming.get(outcome.target) if outcome.target is not None else None
             if target is None:
-                outcome.transaction.respond(build_response(request, 481))
+                if self.proxy:
+                    # Section 16.10: the proxy forwards it (statelessly).
+                    self._serve_new(received, outcome.transaction, transport)
+                else:
+                    outcome.transaction.respond(build_response(request, 481))
                 return
             # Whatever the method: a non-INVITE just goes on (section 9.2).
             outcome.transaction.respond(build_response(request, 200, to_tag=target.to_tag))
@@ -387,7 +542,11 @@ class SIPStack:
                 target._cancel()
         elif isinstance(outcome, MergedRequest):
             transport.bind(outcome.transaction)
-            outcome.transaction.respond(outcome.response)
+            if self.proxy:
+                # A spiral, or a fork coming back: a proxy forwards it again.
+                self._serve_new(received, outcome.transaction, transport)
+            else:
+                outcome.transaction.respond(outcome.response)
         elif isinstance(outcome, AckReceived):
             key = (request.call_id, request.cseq.number, request.to.tag or "")
             waiting = self._awaiting_ack.get(key)
@@ -395,6 +554,11 @@ class SIPStack:
                 waiting._acknowledged(request)
             else:
                 self._pass_stray(received)
+
+    def _serve_new(self, received: Received, transaction: ServerTransaction, transport: StackTransport) -> None:
+        incoming = IncomingRequest(self, received, transaction, transport)
+        self._incoming[transaction] = incoming
+        incoming._serve(self._handler, closing=self._closing)
 
     def _within_dialog(self, incoming: IncomingRequest) -> int | None:
         """

@@ -71,7 +71,12 @@ from sipstack.transport.tls import (
 )
 from sipstack.transport.tls_memory import TLSMemory
 
-__all__ = ["TransportLayer", "AUTHENTICATED_VIA_PARAM"]
+__all__ = ["TransportLayer", "AUTHENTICATED_VIA_PARAM", "Finalize"]
+
+#: A last change to a request once its transport is chosen (see
+#: L{TransportLayer.send_request}): given the request, the transport, our
+#: sent-by on it and the hop's security, the request to send.
+Finalize = Callable[[Request, TransportKind, Peer, HopSecurity], Request]
 
 #: The Via parameter (name, value) that says a hop's TLS peer was
 #: authenticated, added when C{TLSFirstSettings.via_authenticated_param} is
@@ -535,7 +540,12 @@ class TransportLayer:
     # Sending
 
     def send_request(
-        self, request: Request, destination: Destination, *, flow: FlowKey | None = None
+        self,
+        request: Request,
+        destination: Destination,
+        *,
+        flow: FlowKey | None = None,
+        finalize: Finalize | None = None,
     ) -> Deferred[Sent]:
         """
         Send a request to C{destination}, or on C{flow} when that is open.
@@ -544,19 +554,26 @@ class TransportLayer:
         C{rport} (RFC 3261 section 18.1.1, RFC 3581); a request over 1300
         bytes planned over UDP goes over TCP, and back to UDP if TCP fails.
 
+        @param finalize: called once the transport is chosen, with the
+            request, that transport, our sent-by on it and the hop's
+            security; what it returns is sent instead (a proxy adds the
+            Record-Route of the interface the request leaves on, RFC 5658).
+            Its top Via is rewritten as above.
         @raise LocalProtocolError: the request has no Via.
         @raise TransportFailed: (in the Deferred) it could not be sent.
         """
         if not request.vias:
             raise LocalProtocolError("a request needs a Via (with a branch) before it is sent")
-        return _run(self._send_request(request, destination, flow))
+        return _run(self._send_request(request, destination, flow, finalize))
 
-    async def _send_request(self, request: Request, destination: Destination, flow: FlowKey | None) -> Sent:
+    async def _send_request(
+        self, request: Request, destination: Destination, flow: FlowKey | None, finalize: Finalize | None
+    ) -> Sent:
         stream = self.stream(flow) if flow is not None else None
         if stream is not None:
-            return self._send_on_stream(request, stream)
+            return self._send_on_stream(request, stream, finalize)
         if destination.transport is TransportKind.UDP:
-            sent = self._udp_sent(request, destination.peer)
+            sent = self._udp_sent(request, destination.peer, finalize)
             if transport_for_size(TransportKind.UDP, len(sent.data)) is TransportKind.UDP:
                 return self._write_datagram(sent)
             try:
@@ -564,13 +581,15 @@ class TransportLayer:
             except TransportFailed as error:
                 self._log.info("Large request goes over UDP after all: {error}", error=str(error))
                 return self._write_datagram(sent)
-            return self._send_on_stream(request, stream)
-        return self._send_on_stream(request, await self.connect(destination))
+            return self._send_on_stream(request, stream, finalize)
+        return self._send_on_stream(request, await self.connect(destination), finalize)
 
-    def _send_on_stream(self, message: Message, stream: SIPStreamProtocol) -> Sent:
+    def _send_on_stream(self, message: Message, stream: SIPStreamProtocol, finalize: Finalize | None = None) -> Sent:
         assert stream.flow is not None
         if isinstance(message, Request):
             sent_by = self._stream_sent_by(stream.kind, stream.flow.local)
+            if finalize is not None:
+                message = finalize(message, stream.kind, sent_by, stream.security)
             via = outgoing_via(message.top_via, stream.kind, sent_by)
             if self._mark_authenticated_hops:
                 name, value = AUTHENTICATED_VIA_PARAM
@@ -603,12 +622,14 @@ class TransportLayer:
                 return protocol
         raise TransportFailed(f"no UDP listener for {'IPv6' if ipv6 else 'IPv4'} to reach {peer}")
 
-    def _udp_sent(self, request: Request, peer: Peer) -> Sent:
+    def _udp_sent(self, request: Request, peer: Peer, finalize: Finalize | None = None) -> Sent:
         protocol = self._udp_socket(peer)
         assert protocol.local is not None
         host = protocol.local.host
         if _is_wildcard(host):
             host = self._local_address_towards(peer.host)
+        if finalize is not None:
+            request = finalize(request, TransportKind.UDP, Peer(host, protocol.local.port), CLEARTEXT)
         via = outgoing_via(request.top_via, TransportKind.UDP, (host, protocol.local.port))
         if self._mark_authenticated_hops:
             via = via.without_param(AUTHENTICATED_VIA_PARAM[0])

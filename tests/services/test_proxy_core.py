@@ -235,6 +235,16 @@ class AuthenticationTests(SynchronousTestCase):
         self.assertIsNone(check_request(request(method="CANCEL"), IDENTITY, authenticator=self.authenticator))
         self.assertIsNone(check_request(request(method="ACK"), IDENTITY, authenticator=self.authenticator))
 
+    def test_own_rule(self) -> None:
+        """C{challenged} replaces the rule: here a request from another domain is challenged too."""
+        foreign = request(from_="<sip:carol@chicago.com>;tag=1")
+        answer = check_request(foreign, IDENTITY, authenticator=self.authenticator, challenged=lambda r, i: True)
+        assert isinstance(answer, Response)
+        self.assertEqual(answer.status, 407)
+        self.assertIsNone(
+            check_request(request(), IDENTITY, authenticator=self.authenticator, challenged=lambda r, i: False)
+        )
+
 
 class LoopTests(SynchronousTestCase):
     """Section 16.3 step 4 with the branch of section 16.6 step 8."""

@@ -684,7 +684,7 @@ class EndToEndTests(TestCase):
         self.assertEqual(third.status, 401)
 
     async def test_other_requests(self) -> None:
-        """Until a proxy is plugged in: OPTIONS to the server gets 200, an INVITE 501, a foreign REGISTER 403."""
+        """OPTIONS to the server gets 200, an INVITE for nobody registered 404 (the proxy), a foreign REGISTER 403."""
         server, (udp, _) = await start(self, server_config(self))
         phone = make_stack(self)
         await phone.listen("udp:0:interface=127.0.0.1")
@@ -701,7 +701,7 @@ class EndToEndTests(TestCase):
             to="<sip:bob@example.com>",
             contact=phone.contact(),
         )
-        self.assertEqual((await phone.request(invite)).status, 501)
+        self.assertEqual((await phone.request(invite)).status, 404)
         foreign_target = build_request(
             "REGISTER", f"sip:127.0.0.1:{udp.port}", from_="<sip:a@other.example>", to="<sip:a@other.example>"
         )

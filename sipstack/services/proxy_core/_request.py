@@ -10,7 +10,7 @@ or, for an ACK of a 2xx and a CANCEL that matches nothing, statelessly
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -125,6 +125,7 @@ def check_request(
     supported: frozenset[str] = frozenset(),
     loop_detection: bool = True,
     authenticator: ProxyAuthenticator | None = None,
+    challenged: Callable[[Request, ProxyIdentity], bool] | None = None,
 ) -> Response | Drop | None:
     """
     The checks of section 16.3, in its order, on a request as received:
@@ -143,6 +144,10 @@ def check_request(
          missing C{Proxy-Authorization} gets 407 with C{Proxy-Authenticate}
          (C{stale=true} when only the nonce was old), malformed credentials
          400.
+
+    @param challenged: which requests are asked for credentials; by
+        default L{wants_credentials} (a proxy serving every domain has no
+        "our users" to tell apart, and passes its own rule).
     """
     try:
         return _check(
@@ -152,6 +157,7 @@ def check_request(
             supported=supported,
             loop_detection=loop_detection,
             authenticator=authenticator,
+            challenged=wants_credentials if challenged is None else challenged,
         )
     except RemoteProtocolError as error:
         return DROP if request.method == "ACK" else build_response(request, 400, error.reason)
@@ -165,6 +171,7 @@ def _check(
     supported: frozenset[str],
     loop_detection: bool,
     authenticator: ProxyAuthenticator | None,
+    challenged: Callable[[Request, ProxyIdentity], bool],
 ) -> Response | Drop | None:
     def answer(status: int, reason: str | None = None, headers: Sequence[tuple[str, str]] = ()) -> Response | Drop:
         if request.method == "ACK":
@@ -187,7 +194,7 @@ def _check(
     unsupported = [option for option in required if option.lower() not in known]
     if unsupported:
         return answer(420, headers=[("Unsupported", ", ".join(unsupported))])
-    if authenticator is not None and wants_credentials(request, identity):
+    if authenticator is not None and challenged(request, identity):
         result = authenticator.check(request, "Proxy-Authorization")
         if not result.ok:
             if result.reason in (AuthReason.MALFORMED, AuthReason.URI_MISMATCH):
