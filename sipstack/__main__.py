@@ -155,10 +155,12 @@ def _print_probe(result: dict[str, Any], out: TextIO) -> None:
         if certificate is not None:
             out.write(f"       certificate: {certificate['subject']}\n")
             out.write(f"         names: {', '.join(certificate['alt_names']) or '(no SubjectAltName)'}\n")
-            out.write(
-                f"         chain verified: {'yes' if certificate['chain_verified'] else 'no'};"
-                f" matches {result['domain']}: {'yes' if certificate['matched'] else 'no'}\n"
-            )
+            verified = "yes" if certificate["chain_verified"] else "no"
+            if result["domain"] is None:
+                matched = "no SIP domain to match (the URI names an address)"
+            else:
+                matched = f"matches {result['domain']}: {'yes' if certificate['matched'] else 'no'}"
+            out.write(f"         chain verified: {verified}; {matched}\n")
     out.write("\nResult\n")
     if result["security"]:
         identity = f" ({result['authenticated_identity']})" if result["authenticated_identity"] else ""
