@@ -14,8 +14,12 @@ $(STAMP): setup.cfg setup.py
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The registrar and proxy on loopback with the embedded defaults (UDP and TCP
+# 5060, TLS 5061, SQLite and a self-signed certificate in ./var), in the
+# foreground until Ctrl-C.  ARGS adds twistd sip options, for example
+# make run ARGS="--users users.txt" (see: $(BIN)/twistd sip --help).
 run: $(STAMP)
-	$(BIN)/python -m sipstack inspect $(or $(ARGS),docs/examples/*.sip)
+	$(BIN)/twistd -n --pidfile= sip $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check sipstack tests benchmarks

@@ -103,28 +103,32 @@ def _last_row(path: Path) -> dict[str, str]:
 
 async def run_sipp(
     testcase: TestCase,
-    target: Peer,
+    target: Peer | None,
     scenario: str,
     transport: str,
     *,
     calls: int,
     rate: int,
     extra: Sequence[str] = (),
+    port: int | None = None,
 ) -> SippRun:
     """
     Run SIPp as a client against C{target} until C{calls} calls ended (or
     its timeout), C{rate} new calls a second, in a directory of its own.
 
+    @param target: where to send; L{None} for a scenario that starts by
+        receiving (SIPp as a server, ending after C{calls} calls).
     @param scenario: a file name in L{SCENARIOS}.
     @param transport: C{"u1"} (UDP) or C{"t1"} (TCP, one connection).
     @param extra: further arguments (C{-key}, C{-s}, C{-au}...).
+    @param port: SIPp's local port; a free one (L{free_port}) if L{None}.
     """
     assert SIPP is not None
     workdir = Path(testcase.mktemp()).resolve()
     workdir.mkdir(parents=True)
     stat, error_file = workdir / "stat.csv", workdir / "errors.log"
     argv = [
-        f"{target.host}:{target.port}",
+        *([] if target is None else [f"{target.host}:{target.port}"]),
         "-sf",
         str(SCENARIOS / scenario),
         "-t",
@@ -132,7 +136,7 @@ async def run_sipp(
         "-i",
         "127.0.0.1",
         "-p",
-        str(free_port()),
+        str(free_port() if port is None else port),
         "-m",
         str(calls),
         "-r",
