@@ -55,7 +55,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-__all__ = ["Step", "Target", "main"]
+__all__ = ["Step", "Target", "bench", "main", "search", "sipstack_server"]
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT.parent / "shared" / "bench"
@@ -72,6 +72,8 @@ class Step:
     rate: float
     values: dict[str, str]
     code: int
+    #: What one SIPp "call" is, for the CPU figure.
+    unit: str = "REGISTER"
 
     def number(self, name: str) -> float:
         try:
@@ -98,7 +100,7 @@ class Step:
         return (
             f"rate={self.rate:g} achieved={self.number('achieved_cps'):g}/s failed={self.values.get('failed')} "
             f"retrans={self.values.get('retransmissions')} cpu={self.number('target_cpu_pct'):g}% "
-            f"({self.cpu_us_per_register:.0f} us/REGISTER) rtd={self.values.get('rtt1_avg_ms')} ms "
+            f"({self.cpu_us_per_register:.0f} us/{self.unit}) rtd={self.values.get('rtt1_avg_ms')} ms "
             f"host_busy={self.values.get('host_busy_pct')}% verdict={'clean' if self.clean else 'FAIL'}"
         )
 
@@ -125,11 +127,14 @@ def _twistd() -> list[str]:
 
 
 @contextmanager
-def sipstack_server(store: str, workdir: Path, profile: Path | None = None) -> Iterator[tuple[int, int]]:
+def sipstack_server(
+    store: str, workdir: Path, profile: Path | None = None, extra_args: Sequence[str] = ()
+) -> Iterator[tuple[int, int]]:
     """
     C{twistd -n sip} with C{store} (C{memory} or C{sqlite}) on an ephemeral
-    UDP port of 127.0.0.1, in a data directory of its own; yields (port,
-    pid) once it listens, and stops it with SIGTERM (then SIGKILL).
+    UDP port of 127.0.0.1, in a data directory of its own, with
+    C{extra_args} (e.g. C{--gc default}); yields (port, pid) once it
+    listens, and stops it with SIGTERM (then SIGKILL).
     """
     data_dir = Path(tempfile.mkdtemp(prefix=f"registrar-{store}-", dir=workdir))
     location = "memory" if store == "memory" else f"sqlite:{data_dir / 'location.sqlite3'}"
@@ -148,6 +153,7 @@ def sipstack_server(store: str, workdir: Path, profile: Path | None = None) -> I
         str(data_dir),
         "--grace",
         "0",
+        *extra_args,
     ]
     log_path = data_dir / "twistd.log"
     with log_path.open("w") as log:
@@ -206,10 +212,20 @@ def kamailio_server(children: int) -> Iterator[tuple[int, int]]:
             subprocess.run([script, "stop"], check=False, capture_output=True, text=True)
 
 
-def bench(port: int, pid: int, rate: float, duration: float, outdir: Path) -> Step:
-    """One bench.sh run of the register scenario at C{rate} for C{duration} seconds."""
-    env = dict(os.environ, OUTDIR=str(outdir), USER_PREFIX=f"r{time.monotonic_ns()}x")
-    argv = [str(BENCH / "bench.sh"), LOOPBACK, str(port), "u1", "register", f"{rate:g}", f"{duration:g}", str(pid)]
+def bench(
+    port: int,
+    pid: int,
+    rate: float,
+    duration: float,
+    outdir: Path,
+    *,
+    scenario: str = "register",
+    unit: str = "REGISTER",
+    extra_env: dict[str, str] | None = None,
+) -> Step:
+    """One bench.sh run of C{scenario} over UDP at C{rate} for C{duration} seconds."""
+    env = dict(os.environ, OUTDIR=str(outdir), USER_PREFIX=f"r{time.monotonic_ns()}x", **(extra_env or {}))
+    argv = [str(BENCH / "bench.sh"), LOOPBACK, str(port), "u1", scenario, f"{rate:g}", f"{duration:g}", str(pid)]
     # bench.sh bounds SIPp itself; this bounds bench.sh.
     done = subprocess.run(argv, check=False, capture_output=True, text=True, env=env, timeout=2 * duration + 120)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
@@ -218,7 +234,7 @@ def bench(port: int, pid: int, rate: float, duration: float, outdir: Path) -> St
         values = dict(item.split("=", 1) for item in lines[-1].split()[1:] if "=" in item)
     else:
         values = {"error": (done.stdout + done.stderr)[-500:].replace("\n", " ")}
-    return Step(rate, values, done.returncode)
+    return Step(rate, values, done.returncode, unit)
 
 
 def cpu_runs(target: Target, rate: float, duration: float, *, repeat: int, outdir: Path, out: TextIO) -> list[Step]:
@@ -240,6 +256,18 @@ def find_max(
     (or C{ceiling}), then bisection (three steps, or less once within 3%).
     Each step against a fresh server.
     """
+
+    def measure(rate: float) -> Step:
+        with target.start() as (port, pid):
+            return bench(port, pid, rate, duration, outdir)
+
+    return search(target.name, measure, start, ceiling, max_steps=max_steps, out=out)
+
+
+def search(
+    name: str, measure: Callable[[float], Step], start: float, ceiling: float, *, max_steps: int, out: TextIO
+) -> tuple[float, Step | None]:
+    """L{find_max} for any C{measure} (one bounded run at a rate, against a fresh server)."""
     best: tuple[float, Step | None] = (0.0, None)
     failed: float | None = None
     steps = 0
@@ -247,9 +275,8 @@ def find_max(
     def run(rate: float) -> Step:
         nonlocal steps
         steps += 1
-        with target.start() as (port, pid):
-            step = bench(port, pid, rate, duration, outdir)
-        print(f"  [{target.name}] step {steps}: {step.show()}", file=out, flush=True)
+        step = measure(rate)
+        print(f"  [{name}] step {steps}: {step.show()}", file=out, flush=True)
         time.sleep(1)
         return step
 
@@ -298,6 +325,12 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--kamailio-ceiling", type=float, default=30000.0, help="highest rate tried [%(default)s]")
     parser.add_argument("--quick", action="store_true", help="one repeat, 3 s steps")
     parser.add_argument("--profile", type=Path, help="profile the server during one fixed-rate run into this file")
+    parser.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        help="an extra argument for twistd sip, e.g. --server-arg=--gc=default (repeatable)",
+    )
     options = parser.parse_args(argv)
     if options.quick:
         options.repeat, options.duration = 1, 3.0
@@ -314,12 +347,18 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     stores = [store.strip() for store in options.stores.split(",") if store.strip()]
     if options.profile is not None:
         store = stores[0]
-        target = Target(f"sipstack/{store}", functools.partial(sipstack_server, store, workdir, options.profile))
+        target = Target(
+            f"sipstack/{store}",
+            functools.partial(sipstack_server, store, workdir, options.profile, options.server_arg),
+        )
         cpu_runs(target, options.cpu_rate, options.duration, repeat=1, outdir=outdir, out=out)
         print(f"profile of {target.name} at {options.cpu_rate:g}/s written to {options.profile}", file=out)
         return 0
 
-    targets = [Target(f"sipstack/{store}", functools.partial(sipstack_server, store, workdir)) for store in stores]
+    targets = [
+        Target(f"sipstack/{store}", functools.partial(sipstack_server, store, workdir, None, options.server_arg))
+        for store in stores
+    ]
     ceilings = {target.name: options.ceiling for target in targets}
     if not options.no_kamailio and shutil.which("kamailio") and (BENCH / "start-kamailio.sh").exists():
         kamailio = Target(

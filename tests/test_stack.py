@@ -277,13 +277,15 @@ class AcknowledgementTests(TestCase):
         peer = await b.listen("tcp:0:interface=127.0.0.1")
         b.on_request(callee)
         statuses: list[int] = []
-        original = b._layer.send_response
+        original = b._layer.send_response_now
 
         def counting(response: Response, flow: Any) -> Any:
-            statuses.append(response.status)
-            return original(response, flow)
+            sent = original(response, flow)
+            if sent is not None:
+                statuses.append(response.status)
+            return sent
 
-        b._layer.send_response = counting  # type: ignore[method-assign]  # counts what the callee sends
+        b._layer.send_response_now = counting  # type: ignore[method-assign]  # counts what the callee sends
         invite = build_request(
             "INVITE",
             f"sip:bob@{peer};transport=tcp",

@@ -7,10 +7,12 @@ by a separate Python process.
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 from twisted.internet.error import CannotListenError
@@ -23,7 +25,7 @@ from sipstack.dialog import build_request
 from sipstack.hop import TransportKind
 from sipstack.services.digest import users_line
 from sipstack.services.location import StoreClosed
-from sipstack.tap import DEFAULT_LISTEN, Options, build_server, makeService
+from sipstack.tap import DEFAULT_LISTEN, GC_THRESHOLDS, Options, build_server, makeService, tune_gc
 from tests.stack import make_stack
 from tests.transport._helpers import reactor
 
@@ -233,6 +235,40 @@ class OptionsTests(SynchronousTestCase):
             "sqlite:",
         ]:
             self.assertIn(word, text)
+
+
+class GarbageCollectionTests(SynchronousTestCase):
+    """C{--gc}: the collector settings of the server process."""
+
+    def test_values(self) -> None:
+        """tuned (the default), default (CPython's), or three thresholds."""
+        self.assertEqual(parse().config.gc_thresholds, GC_THRESHOLDS)
+        self.assertEqual(parse("--gc", "tuned").config.gc_thresholds, GC_THRESHOLDS)
+        self.assertIsNone(parse("--gc", "default").config.gc_thresholds)
+        self.assertEqual(parse("--gc", "7000,10,10").config.gc_thresholds, (7000, 10, 10))
+        for bad in ("fast", "1,2", "0,1,1", "a,b,c"):
+            with self.assertRaises(usage.UsageError, msg=bad):
+                parse("--gc", bad)
+
+    def test_tune(self) -> None:
+        """L{tune_gc} sets the thresholds now and freezes what start-up made once the reactor runs."""
+        before = gc.get_threshold()
+        self.addCleanup(gc.set_threshold, *before)
+        self.addCleanup(gc.unfreeze)
+        started: list[Callable[[], None]] = []
+
+        class Reactor:
+            def callWhenRunning(self, function: Callable[[], None]) -> None:
+                started.append(function)
+
+        tune_gc(None, Reactor())
+        self.assertEqual((gc.get_threshold(), started), (before, []))
+        tune_gc((12345, 6, 7), Reactor())
+        self.assertEqual(gc.get_threshold(), (12345, 6, 7))
+        frozen = gc.get_freeze_count()
+        (freeze,) = started
+        freeze()
+        self.assertGreater(gc.get_freeze_count(), frozen)
 
 
 class ServiceTests(TestCase):

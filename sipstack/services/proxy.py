@@ -308,6 +308,10 @@ class Proxy:
                 # often call sip:user@<proxy address>).
                 (domain,) = identity.domains
                 uri = uri.replace(host=domain, port=None)
+            elif uri.port is not None:
+                # sip:user@<our address>:<our port>: phones register sip:user@<our address>.
+                bare = aor_of_request(uri.replace(port=None))
+                return self._look_up(incoming, routed_request, inbound, aor_of_request(uri), None, or_aor=bare)
             return self._look_up(incoming, routed_request, inbound, aor_of_request(uri), None)
         return _Forwarding(self, incoming, routed_request, inbound, (routed.target,)).start()
 
@@ -318,9 +322,18 @@ class Proxy:
         return incoming.response(405, headers=(("Allow", "OPTIONS, REGISTER"),))
 
     def _look_up(
-        self, incoming: IncomingRequest, request: Request, inbound: Interface, aor: str, fallback: Target | None
+        self,
+        incoming: IncomingRequest,
+        request: Request,
+        inbound: Interface,
+        aor: str,
+        fallback: Target | None,
+        *,
+        or_aor: str | None = None,
     ) -> Deferred[Response | None]:
         def found(bindings: tuple[Any, ...]) -> Response | Deferred[Response | None]:
+            if not bindings and or_aor is not None:
+                return self._look_up(incoming, request, inbound, or_aor, fallback)
             if not bindings and fallback is not None:
                 return _Forwarding(self, incoming, request, inbound, (fallback,)).start()
             targets = targets_from_bindings(request, bindings, user_known=self._user_known(aor))
@@ -493,6 +506,9 @@ class _Forwarding:
                 on_response=partial(self._on_response, branch),
                 flow=forward.flow,
                 finalize=finalize,
+                # Later 2xx responses go to stray(), which forwards them as
+                # the response context would (RFC 6026 section 8.3).
+                late_2xx_as_stray=True,
             )
         except Exception:
             self._log.failure("Could not forward to {uri}", uri=str(branch.target.uri))

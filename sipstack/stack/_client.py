@@ -183,17 +183,23 @@ class ClientRequest:
         flow: FlowKey | None = None,
         finalize: Finalize | None = None,
         proxy: bool = False,
+        late_2xx_as_stray: bool = False,
     ) -> None:
         """
         @param on_provisional: called with each 1xx; in proxy mode also
-            with each 2xx after the final response.
+            with each 2xx after the final response (unless
+            C{late_2xx_as_stray}).
         @param flow: the flow to send on while it is open.
         @param finalize: see L{TransportLayer.send_request}; the top Via of
             what it returns is the one it was given (the branch is the
             transaction's, also after a failover changed it).
         @param proxy: proxy mode (see the module docstring).
+        @param late_2xx_as_stray: proxy mode: the INVITE transaction ends
+            with its first 2xx instead of waiting for more in Accepted (Timer
+            M); later 2xx responses reach the stack's stray handler.
         """
         self.stack = stack
+        self._late_2xx_as_stray = proxy and late_2xx_as_stray
         self.request = request
         self.on_provisional = on_provisional
         self.auto_ack = auto_ack and not proxy
@@ -325,8 +331,16 @@ class ClientRequest:
 
         self.transport = StackTransport(layer, send)
         self._previous = None
+        # The manager's absorber takes over Timer K, and Timer M when later
+        # 2xx responses may go to the stray handler (a proxy forwards them
+        # statelessly); a UAC keeps its INVITE transaction in Accepted, as
+        # it ACKs every 2xx.
         transaction = self.stack._manager.start_client(
-            first, reliable=destination.transport.reliable, transport=self.transport, user=self
+            first,
+            reliable=destination.transport.reliable,
+            transport=self.transport,
+            user=self,
+            hand_off=self._late_2xx_as_stray or not self._is_invite,
         )
         if not transaction.terminated:
             self._transaction_live = True
@@ -457,6 +471,10 @@ class ClientRequest:
         if not self._current(transaction):
             return
         self._transaction_live = False
+        # Nothing reaches it any more; a TU's callback here (a proxy's
+        # bound method) would otherwise close a reference cycle through it,
+        # left for the garbage collector to find.
+        self.on_provisional = None
         # Early dialogs no 2xx confirmed end with the INVITE transaction
         # (RFC 3261 section 13.2.2.4; Timer M covers late forks).
         for early in self._early:

@@ -38,7 +38,7 @@ from sipstack.errors import LocalProtocolError
 from sipstack.hop import HopSecurity, TransportKind
 from sipstack.message import Request, Response, build_response, new_tag
 from sipstack.message.envelope import Received
-from sipstack.stack._transport import StackTransport
+from sipstack.stack._transport import ResponseTransport
 from sipstack.transaction import InviteServerTransaction, ServerTransaction, TransactionState
 
 if TYPE_CHECKING:
@@ -79,20 +79,52 @@ class IncomingRequest:
 
     _log = Logger()
 
-    def __init__(self, stack: SIPStack, received: Received, transaction: ServerTransaction, transport: StackTransport):
+    def __init__(
+        self, stack: SIPStack, received: Received, transaction: ServerTransaction, transport: ResponseTransport
+    ):
         assert isinstance(received.message, Request)
         self.stack = stack
         self.request: Request = received.message
         self.received = received
         self.transaction = transaction
         self.to_tag = self.request.to.tag or new_tag()
-        self.cancelled: Deferred[None] = Deferred()
-        self.acked: Deferred[Request | None] = Deferred()
+        self._cancelled: Deferred[None] | None = None
+        self._acked: Deferred[Request | None] | None = None
         self.dialog: Dialog | None = None
         self.final: Response | None = None
         self._transport = transport
         self._calls: dict[str, IDelayedCall] = {}
         self._interval = stack.config.timers.t1
+
+    @property
+    def cancelled(self) -> Deferred[None]:
+        """See the class description (made on first use: most requests never need it)."""
+        if self._cancelled is None:
+            self._cancelled = Deferred()
+        return self._cancelled
+
+    @property
+    def acked(self) -> Deferred[Request | None]:
+        """See the class description (made on first use)."""
+        if self._acked is None:
+            self._acked = Deferred()
+        return self._acked
+
+    @property
+    def _was_cancelled(self) -> bool:
+        return self._cancelled is not None and self._cancelled.called
+
+    def _release(self) -> None:
+        """
+        The server transaction ended: C{cancelled} can no longer fire (a
+        CANCEL or a BYE only ends a request in Proceeding), so let go of the
+        Deferred given out.  Whoever holds it keeps a Deferred that never
+        fires, as documented; but its callbacks (a proxy's context, which
+        holds this request) no longer make a reference cycle with it, which
+        only the garbage collector could free.
+        """
+        if self._cancelled is not None and not self._cancelled.called:
+            self._cancelled = None
 
     @property
     def security(self) -> HopSecurity:
@@ -144,7 +176,7 @@ class IncomingRequest:
             if self.stack.proxy and invite and self.final.status < 300 and 200 <= response.status < 300:
                 self._another_2xx(response)
                 return
-            if self.cancelled.called:
+            if self._was_cancelled:
                 return
             raise LocalProtocolError(f"{self.request.method} was answered already with {self.final.status}")
         self.transaction.respond(response)
@@ -293,7 +325,7 @@ class IncomingRequest:
         if result is None:
             self._log.error("The handler answered {method} with nothing", method=self.request.method)
             result = self.response(500)
-        elif self.final is not None and self.cancelled.called:
+        elif self.final is not None and self._was_cancelled:
             return
         self.respond(result)
 

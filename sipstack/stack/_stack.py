@@ -30,7 +30,7 @@ from sipstack.routing.via import new_branch, response_target
 from sipstack.stack._client import ClientRequest, OutgoingRequest, RequestResult, request_id
 from sipstack.stack._locate import Hop, HostsFileResolver, Locator
 from sipstack.stack._server import IncomingRequest, RequestHandler, StrayHandler
-from sipstack.stack._transport import StackTransport, response_of
+from sipstack.stack._transport import ResponseTransport, StackTransport
 from sipstack.transaction import InviteServerTransaction, ServerTransaction, TransactionState
 from sipstack.transaction.events import (
     AckReceived,
@@ -319,6 +319,7 @@ class SIPStack:
         on_response: Callable[[Response], object] | None = None,
         flow: FlowKey | None = None,
         finalize: Finalize | None = None,
+        late_2xx_as_stray: bool = False,
     ) -> OutgoingRequest:
         """
         Send C{request} for a proxy (one branch, RFC 3261 section 16.6)
@@ -336,6 +337,13 @@ class SIPStack:
             retransmission, or another fork's: RFC 6026 has the proxy
             forward every one).  The final response is the handle's
             C{result}.
+        @param late_2xx_as_stray: end the INVITE's client transaction with
+            its first 2xx rather than keep it in Accepted for 64*T1 (Timer
+            M, RFC 6026): later 2xx responses (retransmissions, other
+            forks) then reach the stray handler (L{on_stray}) instead of
+            C{on_response}, which suits a proxy that forwards strays
+            statelessly (RFC 3261 section 16.7) and saves it the state of
+            every answered call for half a minute.
         @raise LocalProtocolError: the stack is closing, the request is an
             ACK (use L{send_stateless}), or its Via has no RFC 3261 branch.
         """
@@ -344,7 +352,14 @@ class SIPStack:
         if request.method == "ACK":
             raise LocalProtocolError("an ACK has no transaction: use send_stateless")
         client = ClientRequest(
-            self, self._prepare(request), on_response, False, flow=flow, finalize=finalize, proxy=True
+            self,
+            self._prepare(request),
+            on_response,
+            False,
+            flow=flow,
+            finalize=finalize,
+            proxy=True,
+            late_2xx_as_stray=late_2xx_as_stray,
         )
         client.begin()
         return OutgoingRequest(client)
@@ -512,9 +527,7 @@ class SIPStack:
             self._log.warn("Dropped a message from {peer}: {reason}", peer=received.source, reason=error.reason)
 
     def _receive_request(self, request: Request, received: Received) -> None:
-        transport = StackTransport(
-            self._layer, lambda message, _: self._layer.send_response(response_of(message), received.flow)
-        )
+        transport = ResponseTransport(self._layer, received.flow)
         outcome = self._manager.receive_request(request, reliable=received.flow.transport.reliable, transport=transport)
         if isinstance(outcome, RequestReceived):
             transport.bind(outcome.transaction)
@@ -529,6 +542,11 @@ class SIPStack:
         elif isinstance(outcome, CancelReceived):
             transport.bind(outcome.transaction)
             target = self._incoming.get(outcome.target) if outcome.target is not None else None
+            if target is None and outcome.target_to_tag is not None:
+                # A non-INVITE answered already, whose retransmissions the
+                # manager absorbs: the CANCEL has no effect but its 200.
+                outcome.transaction.respond(build_response(request, 200, to_tag=outcome.target_to_tag or None))
+                return
             if target is None:
                 if self.proxy:
                     # Section 16.10: the proxy forwards it (statelessly).
@@ -555,7 +573,7 @@ class SIPStack:
             else:
                 self._pass_stray(received)
 
-    def _serve_new(self, received: Received, transaction: ServerTransaction, transport: StackTransport) -> None:
+    def _serve_new(self, received: Received, transaction: ServerTransaction, transport: ResponseTransport) -> None:
         incoming = IncomingRequest(self, received, transaction, transport)
         self._incoming[transaction] = incoming
         incoming._serve(self._handler, closing=self._closing)
@@ -613,6 +631,7 @@ class SIPStack:
         if incoming is not None:
             incoming._cancel_call("trying")
             incoming._not_pending()
+            incoming._release()
 
     # Shutdown
 

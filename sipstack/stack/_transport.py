@@ -15,13 +15,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from sipstack.errors import TransportFailed
+from sipstack.hop import FlowKey, TransportKind
 from sipstack.message import Response
 from sipstack.message.envelope import Sent
 from sipstack.message.message import Message
-from sipstack.transaction import ClientTransaction, ServerTransaction
+from sipstack.transaction import ClientTransaction, ServerTransaction, TransactionState
 from sipstack.transport.layer import TransportLayer
 
-__all__ = ["StackTransport", "response_of"]
+__all__ = ["ResponseTransport", "StackTransport", "response_of"]
 
 
 class StackTransport:
@@ -82,6 +83,78 @@ class StackTransport:
             return
         transaction = self._transaction()
         if transaction is not None:
+            transaction.transport_error()
+
+
+class ResponseTransport:
+    """
+    A server transaction's L{TransactionTransport}: responses go back on
+    the flow the request came in on (L{TransportLayer.send_response}).
+
+    It keeps only the bytes and the flow of the last response sent over
+    UDP, for resends: the transaction manager keeps it, and nothing else of
+    the transaction, while it absorbs the retransmissions of a completed
+    non-INVITE request (Timer J), so it must not hold the request, the
+    response or the TU.  The common sends (over UDP to an address, on an
+    open connection) complete at once, with no Deferred.
+    """
+
+    __slots__ = ("_data", "_failed", "_flow", "_layer", "_sent_flow", "_transaction")
+
+    _log = Logger()
+
+    def __init__(self, layer: TransportLayer, flow: FlowKey) -> None:
+        """
+        @param layer: sends and resends.
+        @param flow: the flow the request came in on.
+        """
+        self._layer = layer
+        self._flow = flow
+        self._transaction: ReferenceType[ServerTransaction] | None = None
+        self._failed = False
+        self._data: bytes | None = None
+        self._sent_flow: FlowKey | None = None
+
+    def bind(self, transaction: ServerTransaction) -> None:
+        """Name the transaction to report failures to (a failure before this is reported now)."""
+        self._transaction = ref(transaction)
+        if self._failed:
+            transaction.transport_error()
+
+    def send(self, message: Message) -> None:
+        response = response_of(message)
+        try:
+            sent = self._layer.send_response_now(response, self._flow)
+        except Exception:
+            self._on_failure(Failure())  # type: ignore[no-untyped-call]  # Failure() is unannotated in Twisted 26.10
+            return
+        if sent is not None:
+            self._on_sent(sent)
+        else:
+            self._layer.send_response(response, self._flow).addCallbacks(self._on_sent, self._on_failure)
+
+    def resend(self) -> None:
+        if self._data is None or self._sent_flow is None:
+            return
+        try:
+            self._layer.resend_datagram(self._sent_flow, self._data)
+        except TransportFailed:
+            self._on_failure(Failure())  # type: ignore[no-untyped-call]  # Failure() is unannotated in Twisted 26.10
+
+    def _on_sent(self, sent: Sent) -> None:
+        if sent.flow.transport is TransportKind.UDP:
+            self._data, self._sent_flow = sent.data, sent.flow
+        else:
+            # A stream has nothing to resend (its retransmissions are the TU's).
+            self._data = self._sent_flow = None
+
+    def _on_failure(self, failure: Failure) -> None:
+        self._log.info("Could not send: {error}", error=failure.getErrorMessage())
+        if self._transaction is None:
+            self._failed = True
+            return
+        transaction = self._transaction()
+        if transaction is not None and transaction.state is not TransactionState.TERMINATED:
             transaction.transport_error()
 
 

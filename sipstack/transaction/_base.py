@@ -66,6 +66,7 @@ class _Machine(Generic[_User]):
         reliable: bool,
         transport: TransactionTransport,
         user: _User,
+        hand_off: bool = False,
     ) -> None:
         """
         @param request: the request of the transaction: as it will be passed
@@ -76,6 +77,12 @@ class _Machine(Generic[_User]):
         @param reliable: whether the transport is reliable (TCP, TLS, WS).
         @param transport: sends and resends.
         @param user: the transaction user (TU), told what happened.
+        @param hand_off: terminate on entering the state whose only job is
+            to absorb retransmissions until a timer (non-INVITE server
+            C{Completed}, Timer J; INVITE server C{Accepted}, Timer L;
+            non-INVITE client C{Completed}, Timer K; INVITE client
+            C{Accepted}, Timer M), leaving that job to the TU, which keeps a
+            compact record instead of the machine (L{handed_off}).
         @raise LocalProtocolError: this machine cannot serve a request of
             this method.
         """
@@ -90,6 +97,8 @@ class _Machine(Generic[_User]):
         self._timers = TimerSet(clock)
         self._state = self._INITIAL
         self._history = [self._INITIAL]
+        self._hand_off = hand_off
+        self._handed_off = False
 
     @classmethod
     def _refusal(cls, method: str) -> str | None:
@@ -136,6 +145,26 @@ class _Machine(Generic[_User]):
     def terminated(self) -> bool:
         """Whether the transaction is in C{Terminated}."""
         return self._state is _TERMINATED
+
+    @property
+    def handed_off(self) -> bool:
+        """
+        Whether the transaction was made with C{hand_off} and terminated on
+        entering its absorbing state, leaving the rest of that state's timer
+        to its TU (see the constructor).
+        """
+        return self._handed_off
+
+    @property
+    def transport(self) -> TransactionTransport:
+        """What the transaction sends through (a TU that took over resends through it)."""
+        return self._transport
+
+    def _hand_over(self) -> None:
+        """Terminate in an absorbing state, as C{hand_off} asks (unless already terminated)."""
+        if self._state is not _TERMINATED:
+            self._handed_off = True
+            self._terminate()
 
     def _enter(self, state: TransactionState) -> None:
         self._state = state

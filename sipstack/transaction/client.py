@@ -32,7 +32,11 @@ Non-INVITE client:
   | Terminated | -              | -                 |                                      | -         |
 
 Timers A and E run over unreliable transports only; D and K are zero over
-reliable ones, so Completed is left at once.  Calling L{start} twice, or
+reliable ones, so Completed is left at once.  A machine made with
+C{hand_off=True} terminates right after passing the response that enters
+non-INVITE C{Completed} or INVITE C{Accepted} to its TU, which takes over
+Timer K or M (the transaction manager keeps a compact record: see
+L{sipstack.transaction.manager}).  Calling L{start} twice, or
 passing a response or transport error before L{start}, raises
 L{LocalProtocolError}.
 
@@ -237,8 +241,11 @@ class InviteClientTransaction(ClientTransaction):
                 self._cancel_timers("A", "B")
                 if status < 300:
                     self._enter(_ACCEPTED)
-                    self._start_timer("M", transaction_timeout(self._values), self._terminate)
+                    if not self._hand_off:
+                        self._start_timer("M", transaction_timeout(self._values), self._terminate)
                     self._user.response_received(self, response)
+                    if self._hand_off:
+                        self._hand_over()
                 else:
                     self._complete(response)
                 return
@@ -349,8 +356,10 @@ class NonInviteClientTransaction(ClientTransaction):
         self._cancel_timers("E", "F")
         self._enter(_COMPLETED)
         delay = linger(self._values, self._reliable)
-        if delay:
+        if delay and not self._hand_off:
             self._start_timer("K", delay, self._terminate)
         self._user.response_received(self, response)
         if not delay:
             self._terminate()
+        elif self._hand_off:
+            self._hand_over()

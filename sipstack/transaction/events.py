@@ -168,11 +168,17 @@ class CancelReceived:
     @ivar transaction: the CANCEL's own server transaction.
     @ivar target: the server transaction it cancels (an INVITE's, or one of
         another method), or L{None}.
+    @ivar target_to_tag: when it matches a non-INVITE transaction that has
+        sent its final response and now lives on as an entry of the
+        manager's absorber (so C{target} is L{None}): the To tag of that
+        response (C{""} if it had none), for the 200 the CANCEL still gets
+        (RFC 3261 section 9.2); otherwise L{None}.
     """
 
     request: Request
     transaction: ServerTransaction
     target: ServerTransaction | None
+    target_to_tag: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -220,11 +226,13 @@ class Absorbed:
     transaction then passed to its TU through its callbacks.
 
     @ivar message: the message.
-    @ivar transaction: the transaction that took it.
+    @ivar transaction: the transaction that took it, or L{None} for a
+        request retransmitted to a completed non-INVITE transaction the
+        manager keeps in its absorber (which resent the response).
     """
 
     message: Message
-    transaction: ServerTransaction | ClientTransaction
+    transaction: ServerTransaction | ClientTransaction | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -49,17 +49,68 @@ Decisions where the RFC leaves room:
   - The manager never sends by itself: it returns the 482 for the TU to send,
     so the TU has bound its transport to the transaction before anything goes
     out.
+
+The absorber
+============
+
+Several states of RFC 3261 and RFC 6026 exist only to absorb
+retransmissions until a timer fires: over UDP the non-INVITE server waits
+64*T1 (Timer J, 32 s) in C{Completed} to answer retransmitted requests with
+its final response; the INVITE server waits 64*T1 in C{Accepted} (Timer L)
+to recognise retransmitted INVITEs; the non-INVITE client waits T4 in
+C{Completed} (Timer K) to swallow retransmitted responses; the INVITE
+client waits 64*T1 in C{Accepted} (Timer M) to pass further 2xx responses
+on.  A live machine there holds its request, its response, its timers and
+its TU's state: at thousands of requests a second that is hundreds of
+thousands of objects, which the garbage collector walks over and over.
+
+So the manager creates its server transactions, and the client
+transactions it is asked to (C{start_client(..., hand_off=True)}), with
+C{hand_off=True}: each terminates on entering that state (its TU hears
+C{terminated} then), and the manager keeps a compact entry until the timer
+would have fired.  A server entry holds the key, the transaction's
+L{TransactionTransport} for a non-INVITE (which resends the final response
+as it was sent), the deadline, and what CANCEL and merge detection still
+need (the final response's To tag and the merge key); a client entry the
+key, the deadline, and whether 2xx responses still go up (INVITE).
+Entries sit in a dictionary and in queues ordered by deadline (every entry
+of a queue lives as long), each swept by one timer; a lookup compares the
+deadline itself, so an entry is never used after its timer, however late
+the sweep.
+
+Seen from the network nothing changes:
+
+  | absorbed state (timer)  | input within the timer     | outcome                                     |
+  |-------------------------|----------------------------|---------------------------------------------|
+  | non-INVITE server (J)   | the request again          | response resent; L{Absorbed}, no transaction |
+  | INVITE server, 2xx (L)  | the INVITE again           | L{Absorbed}, no transaction                 |
+  |                         | an ACK matching it (2543)  | L{AckReceived}, no transaction              |
+  | either                  | a CANCEL for it            | L{CancelReceived} with C{target_to_tag}     |
+  | either                  | a merged request           | L{MergedRequest}, as for a live one         |
+  | non-INVITE client (K)   | a response                 | L{Absorbed}, no transaction                 |
+  | INVITE client, 2xx (M)  | a 2xx                      | L{StrayResponse}: the TU forwards it (a     |
+  |                         |                            | proxy's only use of Timer M, RFC 6026 8.4)  |
+  |                         | a non-2xx                  | L{Absorbed}, no transaction                 |
+
+and after the timer, a message with that key is new, as it would be once
+the machine terminated.  Over reliable transports Timers J and K are zero
+and nothing is kept for them.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable
 from dataclasses import replace
+from typing import Generic, TypeVar
 
-from sipstack.clock import Clock
+from sipstack.clock import Clock, DelayedCall
 from sipstack.config import TimerValues
-from sipstack.errors import LocalProtocolError
+from sipstack.errors import InvalidValue, LocalProtocolError
+from sipstack.message.address import parse_name_address
 from sipstack.message.headers import Headers
 from sipstack.message.message import Request, Response, build_response
+from sipstack.transaction._timers import linger, transaction_timeout
 from sipstack.transaction.client import ClientTransaction, InviteClientTransaction, NonInviteClientTransaction
 from sipstack.transaction.events import (
     Absorbed,
@@ -88,6 +139,67 @@ __all__ = ["TransactionManager", "build_cancel"]
 #: What identifies a request for merge detection (RFC 3261 section 8.2.2.2).
 _MergeKey = tuple[str | None, str, int, str]
 
+_Entry = TypeVar("_Entry", bound=tuple[float, TransactionKey, *tuple[object, ...]])
+
+#: A server entry of the absorber: the Timer J or L deadline, the
+#: transaction's key, its transport (a non-INVITE's, which resends the final
+#: response; L{None} for an INVITE in Accepted, which resends nothing), its
+#: merge key and the To field of its final response, as written (for the
+#: tag of a CANCEL's 200).  A plain tuple: one object per absorbed
+#: transaction.
+_Completed = tuple[float, TransactionKey, "TransactionTransport | None", "_MergeKey | None", "str | None"]
+#: A client entry: the Timer K or M deadline, the key, and whether a 2xx
+#: still goes up (as a L{StrayResponse}: an INVITE in Accepted).
+_Done = tuple[float, TransactionKey, bool]
+
+#: The shortest interval between two sweeps of an absorber queue, in
+#: seconds: expired entries are freed at most this late (a lookup never
+#: uses one).
+SWEEP_INTERVAL = 1.0
+
+
+class _Queue(Generic[_Entry]):
+    """
+    Absorber entries that all live C{lifetime} seconds, so that the order
+    they were added in is the order they expire in: a FIFO queue swept by
+    one timer, which calls C{forget} for each expired entry.
+    """
+
+    __slots__ = ("_call", "_clock", "_entries", "_forget", "_lifetime")
+
+    def __init__(self, clock: Clock, lifetime: float, forget: Callable[[_Entry], None]) -> None:
+        self._clock = clock
+        self._lifetime = lifetime
+        self._forget = forget
+        self._entries: deque[_Entry] = deque()
+        self._call: DelayedCall | None = None
+
+    @property
+    def lifetime(self) -> float:
+        return self._lifetime
+
+    def add(self, entry: _Entry) -> None:
+        """Queue C{entry}, whose deadline is now plus the lifetime."""
+        self._entries.append(entry)
+        if self._call is None:
+            self._call = self._clock.callLater(self._lifetime, self._sweep)
+
+    def _sweep(self) -> None:
+        self._call = None
+        now = self._clock.seconds()
+        entries = self._entries
+        while entries and entries[0][0] <= now:
+            self._forget(entries.popleft())
+        if entries:
+            self._call = self._clock.callLater(max(entries[0][0] - now, SWEEP_INTERVAL), self._sweep)
+
+    def clear(self) -> None:
+        """Drop every entry (without C{forget}) and stop the timer."""
+        self._entries.clear()
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+
 
 def build_cancel(request: Request) -> Request:
     """
@@ -115,7 +227,20 @@ def build_cancel(request: Request) -> Request:
 
 def _method_blind(key: TransactionKey) -> TransactionKey:
     """C{key} without its method: how a CANCEL finds the request it cancels, whatever its method."""
+    if key.branch is not None:
+        # An RFC 3261 key has nothing else (and dataclasses.replace is slow).
+        return TransactionKey(method="", branch=key.branch, sent_by=key.sent_by)
     return replace(key, method="")
+
+
+def _to_tag(to: str | None) -> str:
+    """The tag of a To header field value (C{""} for none, or when it cannot be read)."""
+    if to is None:
+        return ""
+    try:
+        return parse_name_address(to).tag or ""
+    except InvalidValue:
+        return ""
 
 
 def _merge_key(request: Request) -> _MergeKey | None:
@@ -140,22 +265,35 @@ class TransactionManager:
     @ivar timers: the timer values every transaction uses.
     """
 
-    def __init__(self, *, clock: Clock, timers: TimerValues, server_user: ServerTransactionUser) -> None:
+    def __init__(
+        self, *, clock: Clock, timers: TimerValues, server_user: ServerTransactionUser, absorb: bool = True
+    ) -> None:
         """
         @param clock: the clock of every transaction's timers.
         @param timers: T1, T2 and T4.
         @param server_user: hears about server transactions that time out,
             fail, or end.
+        @param absorb: keep server transactions in non-INVITE C{Completed}
+            and INVITE C{Accepted} as absorber entries (see the module
+            description) rather than as live machines running Timers J and
+            L.
         """
         self.clock = clock
         self.timers = timers
         self._server_user = server_user
+        self._absorb = absorb
         self._servers: dict[TransactionKey, ServerTransaction] = {}
         self._clients: dict[TransactionKey, ClientTransaction] = {}
         self._client_users: dict[ClientTransaction, ClientTransactionUser] = {}
-        self._merge_keys: dict[_MergeKey, ServerTransaction] = {}
-        self._cancellable: dict[TransactionKey, ServerTransaction] = {}
+        self._merge_keys: dict[_MergeKey, ServerTransaction | _Completed] = {}
+        self._cancellable: dict[TransactionKey, ServerTransaction | _Completed] = {}
         self._keys: dict[ServerTransaction | ClientTransaction, TransactionKey] = {}
+        self._completed: dict[TransactionKey, _Completed] = {}
+        self._done: dict[TransactionKey, _Done] = {}
+        timeout = transaction_timeout(timers)
+        self._server_queue: _Queue[_Completed] = _Queue(clock, timeout, self._forget)
+        self._k_queue: _Queue[_Done] = _Queue(clock, linger(timers, False), self._forget_done)
+        self._m_queue: _Queue[_Done] = _Queue(clock, timeout, self._forget_done)
 
     # Tables
 
@@ -169,8 +307,17 @@ class TransactionManager:
         """The client transactions not yet terminated."""
         return tuple(self._clients.values())
 
+    @property
+    def absorbed(self) -> int:
+        """How many handed-off transactions the absorber keeps (within their timers)."""
+        now = self.clock.seconds()
+        return sum(1 for entry in self._completed.values() if entry[0] > now) + sum(
+            1 for done in self._done.values() if done[0] > now
+        )
+
     def __len__(self) -> int:
-        return len(self._servers) + len(self._clients)
+        """The live transactions and the absorber's entries still within their Timer J."""
+        return len(self._servers) + len(self._clients) + self.absorbed
 
     def find_client(self, request: Request) -> ClientTransaction | None:
         """The live client transaction that sent C{request}, if any (to CANCEL it, RFC 3261 section 9.1)."""
@@ -179,7 +326,13 @@ class TransactionManager:
     # Client side
 
     def start_client(
-        self, request: Request, *, reliable: bool, transport: TransactionTransport, user: ClientTransactionUser
+        self,
+        request: Request,
+        *,
+        reliable: bool,
+        transport: TransactionTransport,
+        user: ClientTransactionUser,
+        hand_off: bool = False,
     ) -> ClientTransaction:
         """
         Create the client transaction of C{request}, add it to the table and
@@ -187,6 +340,10 @@ class TransactionManager:
 
         @param request: the request, with the transaction's branch in its top
             Via (RFC 3261 section 8.1.1.7).
+        @param hand_off: let the absorber take over Timer K (non-INVITE) or
+            Timer M (INVITE: further 2xx responses then come as
+            L{StrayResponse}, which suits a proxy but not a UAC that ACKs
+            them).
         @raise sipstack.errors.LocalProtocolError: the request has no RFC
             3261 branch, is an ACK (which has no client transaction), or a
             transaction with this key is already running.
@@ -198,7 +355,13 @@ class TransactionManager:
             raise LocalProtocolError(f"a client transaction with branch {key.branch} is already running")
         cls = InviteClientTransaction if request.method == "INVITE" else NonInviteClientTransaction
         transaction = cls(
-            request, clock=self.clock, timers=self.timers, reliable=reliable, transport=transport, user=self
+            request,
+            clock=self.clock,
+            timers=self.timers,
+            reliable=reliable,
+            transport=transport,
+            user=self,
+            hand_off=hand_off,
         )
         self._clients[key] = transaction
         self._keys[transaction] = key
@@ -217,6 +380,13 @@ class TransactionManager:
         key = client_key_for_response(response)
         transaction = self._clients.get(key) if key is not None else None
         if transaction is None:
+            done = self._done.get(key) if key is not None and self._done else None
+            if done is not None:
+                if done[0] > self.clock.seconds():
+                    if done[2] and 200 <= response.status < 300:
+                        return StrayResponse(response=response)
+                    return Absorbed(message=response, transaction=None)
+                self._forget_done(done)
             return StrayResponse(response=response)
         transaction.receive_response(response)
         return Absorbed(message=response, transaction=transaction)
@@ -237,6 +407,17 @@ class TransactionManager:
         key = server_key(request)
         transaction = self._servers.get(key)
         method = request.method
+        if transaction is None and self._completed:
+            entry = self._completed.get(key)
+            if entry is not None:
+                if entry[0] > self.clock.seconds():
+                    if method == "ACK":
+                        # Only an RFC 2543 ACK of the 2xx has the INVITE's key.
+                        return AckReceived(request=request, transaction=None)
+                    if entry[2] is not None:
+                        entry[2].resend()
+                    return Absorbed(message=request, transaction=None)
+                self._forget(entry)
         if transaction is not None and not (
             method == "ACK" and not key.rfc3261 and not _same_to_tag(request, transaction)
         ):
@@ -252,10 +433,16 @@ class TransactionManager:
         if method == "CANCEL":
             target = self._cancel_target(key)
             created = self._create_server(key, request, reliable, transport)
+            if isinstance(target, tuple):
+                to_tag = _to_tag(target[4])
+                return CancelReceived(request=request, transaction=created, target=None, target_to_tag=to_tag)
             return CancelReceived(request=request, transaction=created, target=target)
         merge_key = _merge_key(request)
         if merge_key is not None:
             first = self._merge_keys.get(merge_key)
+            if isinstance(first, tuple) and first[0] <= self.clock.seconds():
+                self._forget(first)
+                first = None
             created = self._create_server(key, request, reliable, transport)
             if first is not None:
                 return MergedRequest(request=request, transaction=created, response=build_response(request, 482))
@@ -263,21 +450,31 @@ class TransactionManager:
             return RequestReceived(request=request, transaction=created)
         return RequestReceived(request=request, transaction=self._create_server(key, request, reliable, transport))
 
-    def _cancel_target(self, key: TransactionKey) -> ServerTransaction | None:
+    def _cancel_target(self, key: TransactionKey) -> ServerTransaction | _Completed | None:
         """
         The live server transaction a CANCEL with this key cancels (RFC 3261
         section 9.2): an INVITE's (whose RFC 2543 key has no To tag), else
-        another method's.
+        another method's, which may be an absorber entry.
         """
         blind = _method_blind(key)
-        return self._cancellable.get(replace(blind, to_tag=None)) or self._cancellable.get(blind)
+        target = self._cancellable.get(replace(blind, to_tag=None)) or self._cancellable.get(blind)
+        if isinstance(target, tuple) and target[0] <= self.clock.seconds():
+            self._forget(target)
+            return None
+        return target
 
     def _create_server(
         self, key: TransactionKey, request: Request, reliable: bool, transport: TransactionTransport
     ) -> ServerTransaction:
         cls = InviteServerTransaction if request.method == "INVITE" else NonInviteServerTransaction
         transaction = cls(
-            request, clock=self.clock, timers=self.timers, reliable=reliable, transport=transport, user=self
+            request,
+            clock=self.clock,
+            timers=self.timers,
+            reliable=reliable,
+            transport=transport,
+            user=self,
+            hand_off=self._absorb,
         )
         self._servers[key] = transaction
         self._keys[transaction] = key
@@ -293,6 +490,50 @@ class TransactionManager:
         transactions: list[ServerTransaction | ClientTransaction] = [*self._servers.values(), *self._clients.values()]
         for transaction in transactions:
             transaction._terminate()
+        for entry in list(self._completed.values()):
+            self._forget(entry)
+        self._done.clear()
+        for queue in (self._server_queue, self._k_queue, self._m_queue):
+            queue.clear()
+
+    # The absorber
+
+    def _keep_completed(
+        self, key: TransactionKey, transaction: ServerTransaction, merge_key: _MergeKey | None
+    ) -> _Completed:
+        """Keep a handed-off server transaction as an absorber entry until its Timer J or L."""
+        last = transaction.last_response
+        # The To field as written: parsed only if a CANCEL comes.
+        to = last.headers.get("To") if last is not None else None
+        transport = None if isinstance(transaction, InviteServerTransaction) else transaction.transport
+        queue = self._server_queue
+        entry: _Completed = (self.clock.seconds() + queue.lifetime, key, transport, merge_key, to)
+        self._completed[key] = entry
+        queue.add(entry)
+        return entry
+
+    def _keep_done(self, key: TransactionKey, transaction: ClientTransaction) -> None:
+        """Keep a handed-off client transaction as an absorber entry until its Timer K or M."""
+        invite = isinstance(transaction, InviteClientTransaction)
+        queue = self._m_queue if invite else self._k_queue
+        done: _Done = (self.clock.seconds() + queue.lifetime, key, invite)
+        self._done[key] = done
+        queue.add(done)
+
+    def _forget_done(self, done: _Done) -> None:
+        if self._done.get(done[1]) is done:
+            del self._done[done[1]]
+
+    def _forget(self, entry: _Completed) -> None:
+        """Remove an absorber entry from the tables (it may stay in the expiry queue until swept)."""
+        key, merge_key = entry[1], entry[3]
+        if self._completed.get(key) is entry:
+            del self._completed[key]
+        blind = _method_blind(key)
+        if self._cancellable.get(blind) is entry:
+            del self._cancellable[blind]
+        if merge_key is not None and self._merge_keys.get(merge_key) is entry:
+            del self._merge_keys[merge_key]
 
     # The TU of every transaction, as far as the tables go
 
@@ -320,17 +561,30 @@ class TransactionManager:
         if isinstance(transaction, ClientTransaction):
             if key is not None and self._clients.get(key) is transaction:
                 del self._clients[key]
+                if transaction.handed_off:
+                    self._keep_done(key, transaction)
             user = self._client_users.pop(transaction, None)
             if user is not None:
                 user.terminated(transaction)
             return
-        if key is not None and self._servers.get(key) is transaction:
-            del self._servers[key]
-        if key is not None and self._cancellable.get(_method_blind(key)) is transaction:
-            del self._cancellable[_method_blind(key)]
         merge_key = _merge_key(transaction.request)
-        if merge_key is not None and self._merge_keys.get(merge_key) is transaction:
-            del self._merge_keys[merge_key]
+        if key is not None:
+            if self._servers.get(key) is transaction:
+                del self._servers[key]
+            replacement: _Completed | None = None
+            if transaction.handed_off:
+                replacement = self._keep_completed(key, transaction, merge_key)
+            blind = _method_blind(key)
+            if self._cancellable.get(blind) is transaction:
+                if replacement is not None:
+                    self._cancellable[blind] = replacement
+                else:
+                    del self._cancellable[blind]
+            if merge_key is not None and self._merge_keys.get(merge_key) is transaction:
+                if replacement is not None:
+                    self._merge_keys[merge_key] = replacement
+                else:
+                    del self._merge_keys[merge_key]
         self._server_user.terminated(transaction)
 
 

@@ -47,9 +47,13 @@ Non-INVITE server:
 
 "error" means the TU misused the transaction.  Timer G runs over unreliable
 transports only; I and J are zero over reliable ones, so the machine moves
-on at once.  Requests of another method than the transaction's (or ACK, for
-INVITE) raise L{LocalProtocolError} too: matching them here is a bug of the
-transaction manager.
+on at once.  A machine made with C{hand_off=True} terminates on entering
+non-INVITE C{Completed} (over an unreliable transport) or INVITE
+C{Accepted}, its TU taking over Timer J or L (see
+L{NonInviteServerTransaction} and the transaction manager).  Requests of
+another method than the transaction's (or ACK, for INVITE) raise
+L{LocalProtocolError} too: matching them here is a bug of the transaction
+manager.
 
 Decisions where the RFC leaves room:
 
@@ -254,6 +258,10 @@ class InviteServerTransaction(ServerTransaction):
             self._start_timer("H", transaction_timeout(self._values), self._on_timer_h)
         elif status >= 200:
             self._enter(_ACCEPTED)
+            if self._hand_off:
+                self._send_response(response)
+                self._hand_over()
+                return True
             self._start_timer("L", transaction_timeout(self._values), self._terminate)
         self._send_response(response)
         return True
@@ -334,6 +342,15 @@ class NonInviteServerTransaction(ServerTransaction):
                                 |           |
                                 +-----------+
 
+    A transaction made with C{hand_off=True} over an unreliable transport
+    leaves C{Completed} for C{Terminated} as soon as its final response is
+    sent, without starting Timer J, and says so in C{handed_off}: its TU
+    (the transaction manager) answers the retransmitted requests itself
+    with the same response until Timer J would have fired, from a compact
+    table rather than a live machine (L{sipstack.transaction.manager}).
+    The RFC behaviour seen on the wire is the same; only the object that
+    produces it changes.
+
     @see: RFC 3261 section 17.2.2.
     """
 
@@ -358,12 +375,15 @@ class NonInviteServerTransaction(ServerTransaction):
             self._send_response(response)
             return True
         self._enter(_COMPLETED)
-        delay = 0.0 if self._reliable else transaction_timeout(self._values)
-        if delay:
-            self._start_timer("J", delay, self._terminate)
-        self._send_response(response)
-        if not delay:
+        if self._reliable:
+            self._send_response(response)
             self._terminate()
+        elif self._hand_off:
+            self._send_response(response)
+            self._hand_over()
+        else:
+            self._start_timer("J", transaction_timeout(self._values), self._terminate)
+            self._send_response(response)
         return True
 
     def _on_request(self, request: Request) -> None:

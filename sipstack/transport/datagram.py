@@ -11,8 +11,12 @@ next.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
+from errno import ECONNREFUSED, EINTR, EMSGSIZE
+from typing import Any
 
+from twisted.internet.error import MessageLengthError
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
@@ -25,6 +29,10 @@ from sipstack.message.via import parse_via
 from sipstack.routing import response_target
 
 __all__ = ["SIPDatagramProtocol"]
+
+#: How many peer addresses a socket remembers the flow value of (the
+#: memory is emptied when full: it only saves allocations).
+_FLOW_CACHE = 4096
 
 
 class SIPDatagramProtocol(DatagramProtocol):
@@ -40,16 +48,34 @@ class SIPDatagramProtocol(DatagramProtocol):
         self._limits = limits
         self._on_message = on_message
         self.local: Peer | None = None
+        self._flows: dict[tuple[Any, ...], FlowKey] = {}
+        self._socket: Any = None
+        self._family = socket.AF_INET
 
     def startProtocol(self) -> None:
         assert self.transport is not None
         address = self.transport.getHost()
         self.local = Peer(address.host, address.port)
+        # Twisted's Port.write checks every address three ways before its
+        # sendto; L{send} writes to the socket itself once inet_pton has
+        # said the address is a literal of the socket's family.
+        self._socket = getattr(self.transport, "socket", None)
+        self._family = getattr(self.transport, "addressFamily", socket.AF_INET)
+
+    def stopProtocol(self) -> None:
+        self._socket = None
 
     def datagramReceived(self, datagram: bytes, addr: tuple[str, int] | tuple[str, int, int, int]) -> None:
-        source = Peer(addr[0], addr[1])
-        assert self.local is not None
-        flow = FlowKey(TransportKind.UDP, source, self.local)
+        # A peer sends many datagrams: one flow value for each address, so
+        # that every message (and every answer kept for retransmissions)
+        # shares it rather than making its own.
+        flow = self._flows.get(addr)
+        if flow is None:
+            assert self.local is not None
+            if len(self._flows) >= _FLOW_CACHE:
+                self._flows.clear()
+            flow = self._flows[addr] = FlowKey(TransportKind.UDP, Peer(addr[0], addr[1]), self.local)
+        source = flow.remote
         try:
             try:
                 message = parse_datagram(datagram, self._limits)
@@ -87,10 +113,44 @@ class SIPDatagramProtocol(DatagramProtocol):
         self.send(serialize(response), Peer(source.host, port))
 
     def send(self, data: bytes, peer: Peer) -> None:
-        """Send one datagram; errors are logged, as UDP gives no delivery promise."""
+        """
+        Send one datagram; errors are logged, as UDP gives no delivery
+        promise.
+
+        An IP literal of the socket's family (what a received address or a
+        resolved Via always is) is written with C{sendto} directly, with the
+        error handling of Twisted's C{Port.write}: retried on EINTR,
+        ignored on ECONNREFUSED (an earlier ICMP error on an unconnected
+        socket), L{MessageLengthError} on EMSGSIZE.  Anything else (a scoped
+        IPv6 address, a name) goes through C{Port.write}, which refuses
+        names rather than resolve them.
+        """
         if self.transport is None:
             return
+        address = (peer.host, peer.port)
         try:
-            self.transport.write(data, (peer.host, peer.port))
+            sock = self._socket
+            if sock is not None:
+                try:
+                    socket.inet_pton(self._family, peer.host)
+                except OSError:
+                    sock = None
+            if sock is None:
+                self.transport.write(data, address)
+                return
+            while True:
+                try:
+                    sock.sendto(data, address)
+                    return
+                except InterruptedError:
+                    continue
+                except OSError as error:
+                    if error.errno == EINTR:
+                        continue
+                    if error.errno == EMSGSIZE:
+                        raise MessageLengthError("message too long") from None
+                    if error.errno == ECONNREFUSED:
+                        return
+                    raise
         except OSError as error:
             self._log.warn("Could not send a datagram to {peer}: {error}", peer=peer, error=str(error))

@@ -167,6 +167,8 @@ class TransportLayer:
         # The open streams by (transport, remote address), for reuse.
         self._by_remote: dict[tuple[TransportKind, Peer], list[SIPStreamProtocol]] = {}
         self._udp: list[SIPDatagramProtocol] = []
+        # The same sockets by the address they are bound to, for answers.
+        self._udp_by_local: dict[Peer, SIPDatagramProtocol] = {}
         self._ports: list[IListeningPort] = []
         self._stream_listeners: list[tuple[TransportKind, Peer]] = []
         self._connection_ids = itertools.count(1)
@@ -202,6 +204,8 @@ class TransportLayer:
                 description.port, protocol, interface=description.interface, maxPacketSize=_MAX_DATAGRAM
             )
             self._udp.append(protocol)
+            if protocol.local is not None:
+                self._udp_by_local.setdefault(protocol.local, protocol)
             self._enlarge_receive_buffer(port)
         else:
             factory = SIPStreamFactory(self, self._clock, description.transport, outbound=False)
@@ -564,23 +568,37 @@ class TransportLayer:
         """
         if not request.vias:
             raise LocalProtocolError("a request needs a Via (with a branch) before it is sent")
+        # The common cases (an open flow, a datagram small enough for UDP)
+        # need no waiting: send them without a coroutine.
+        try:
+            stream = self.stream(flow) if flow is not None else None
+            if stream is not None:
+                return succeed(self._send_on_stream(request, stream, finalize))
+            if destination.transport is TransportKind.UDP:
+                sent = self._udp_sent(request, destination.peer, finalize)
+                if transport_for_size(TransportKind.UDP, len(sent.data)) is TransportKind.UDP:
+                    return succeed(self._write_datagram(sent))
+                return _run(self._send_large(request, destination, sent, finalize))
+        except Exception:
+            return fail()
         return _run(self._send_request(request, destination, flow, finalize))
+
+    async def _send_large(
+        self, request: Request, destination: Destination, sent: Sent, finalize: Finalize | None
+    ) -> Sent:
+        """A request too large for UDP (RFC 3261 section 18.1.1): over TCP, else over UDP after all."""
+        try:
+            stream = await self.connect(replace(destination, transport=TransportKind.TCP))
+        except TransportFailed as error:
+            self._log.info("Large request goes over UDP after all: {error}", error=str(error))
+            return self._write_datagram(sent)
+        return self._send_on_stream(request, stream, finalize)
 
     async def _send_request(
         self, request: Request, destination: Destination, flow: FlowKey | None, finalize: Finalize | None
     ) -> Sent:
         stream = self.stream(flow) if flow is not None else None
         if stream is not None:
-            return self._send_on_stream(request, stream, finalize)
-        if destination.transport is TransportKind.UDP:
-            sent = self._udp_sent(request, destination.peer, finalize)
-            if transport_for_size(TransportKind.UDP, len(sent.data)) is TransportKind.UDP:
-                return self._write_datagram(sent)
-            try:
-                stream = await self.connect(replace(destination, transport=TransportKind.TCP))
-            except TransportFailed as error:
-                self._log.info("Large request goes over UDP after all: {error}", error=str(error))
-                return self._write_datagram(sent)
             return self._send_on_stream(request, stream, finalize)
         return self._send_on_stream(request, await self.connect(destination), finalize)
 
@@ -638,11 +656,21 @@ class TransportLayer:
         return Sent(request, flow, CLEARTEXT, serialize(request))
 
     def _write_datagram(self, sent: Sent) -> Sent:
-        for protocol in self._udp:
-            if protocol.local == sent.flow.local:
-                protocol.send(sent.data, sent.flow.remote)
-                return sent
-        raise TransportFailed(f"the UDP socket {sent.flow.local} is closed")
+        self.resend_datagram(sent.flow, sent.data)
+        return sent
+
+    def resend_datagram(self, flow: FlowKey, data: bytes) -> None:
+        """
+        Write C{data} from the UDP socket C{flow.local} to C{flow.remote}
+        (what L{resend} does, for a caller that kept only the bytes and the
+        flow).
+
+        @raise TransportFailed: that socket is closed.
+        """
+        protocol = self._udp_by_local.get(flow.local)
+        if protocol is None:
+            raise TransportFailed(f"the UDP socket {flow.local} is closed")
+        protocol.send(data, flow.remote)
 
     def _local_address_towards(self, host: str) -> str:
         """Our address on the route to C{host} (for a sent-by when bound to a wildcard)."""
@@ -671,15 +699,34 @@ class TransportLayer:
         # The common cases (an open connection, a UDP answer to an address)
         # need no waiting: answer them without a coroutine.
         try:
-            stream = self.stream(flow)
-            if stream is not None:
-                return succeed(self._send_on_stream(response, stream))
+            sent = self.send_response_now(response, flow)
+            if sent is not None:
+                return succeed(sent)
             target = response_target(response.top_via)
-            if target.resolved and flow.transport is TransportKind.UDP:
-                return succeed(self._send_datagram_response(response, flow, Peer(target.host, target.port)))
         except Exception:
             return fail()
         return _run(self._send_response(response, flow, target))
+
+    def send_response_now(self, response: Response, flow: FlowKey) -> Sent | None:
+        """
+        L{send_response} for the cases that need no waiting: a response on
+        an open connection, or over UDP to an IP address (the usual
+        C{received}/C{rport}).  Returns what was sent, or L{None} when it
+        needs a name resolved or a connection made (use L{send_response}).
+
+        @raise TransportFailed: it could not be sent.
+        @raise sipstack.errors.RemoteProtocolError: the top Via is missing
+            or malformed.
+        """
+        if flow.transport is TransportKind.UDP:
+            target = response_target(response.top_via)
+            if not target.resolved:
+                return None
+            return self._send_datagram_response(response, flow, Peer(target.host, target.port))
+        stream = self.stream(flow)
+        if stream is not None:
+            return self._send_on_stream(response, stream)
+        return None
 
     async def _send_response(self, response: Response, flow: FlowKey, target: ResponseTarget) -> Sent:
         host = target.host
@@ -694,12 +741,17 @@ class TransportLayer:
     def _send_datagram_response(self, response: Response, flow: FlowKey, peer: Peer) -> Sent:
         # From the socket the request arrived on (RFC 3581 section 4:
         # symmetric NATs only let the answer through from there).
-        local = flow.local if any(protocol.local == flow.local for protocol in self._udp) else None
-        if local is None:
-            local = self._udp_socket(peer).local
+        protocol = self._udp_by_local.get(flow.local)
+        if protocol is None:
+            protocol = self._udp_socket(peer)
+        local = protocol.local
         assert local is not None
-        sent = Sent(response, FlowKey(TransportKind.UDP, peer, local), CLEARTEXT, serialize(response))
-        return self._write_datagram(sent)
+        data = serialize(response)
+        protocol.send(data, peer)
+        if peer == flow.remote and local is flow.local:
+            # The usual answer, to where the request came from: reuse its flow.
+            return Sent(response, flow, CLEARTEXT, data)
+        return Sent(response, FlowKey(TransportKind.UDP, peer, local), CLEARTEXT, data)
 
     # Keep-alives and shutdown
 
@@ -721,6 +773,7 @@ class TransportLayer:
         waits: list[Deferred[Any]] = [Deferred.fromCoroutine(_stop(port)) for port in self._ports]
         self._ports.clear()
         self._udp.clear()
+        self._udp_by_local.clear()
         for attempt, _ in list(self._connecting.values()):
             attempt.cancel()
         for walk, _ in list(self._walking.values()):

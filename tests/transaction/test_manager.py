@@ -164,9 +164,11 @@ class AckTests(SynchronousTestCase):
     def test_rfc2543_ack_for_2xx(self) -> None:
         """
         Without the magic cookie the ACK of a 2xx matches the INVITE
-        transaction in Accepted, and is reported with it.
+        transaction in Accepted, and is reported with it (when the manager
+        keeps live machines in Accepted).
         """
-        manager, _, _ = _manager()
+        clock = Clock()
+        manager = TransactionManager(clock=clock, timers=TIMERS, server_user=RecordingUser(clock), absorb=False)
         outcome = manager.receive_request(make_request("INVITE", branch="old"), reliable=False, transport=_Wire())
         assert isinstance(outcome, RequestReceived)
         assert isinstance(outcome.transaction, InviteServerTransaction)
@@ -176,6 +178,26 @@ class AckTests(SynchronousTestCase):
             manager.receive_request(ack, reliable=False, transport=_Wire()),
             AckReceived(request=ack, transaction=outcome.transaction),
         )
+
+    def test_rfc2543_ack_for_absorbed_2xx(self) -> None:
+        """
+        With the absorber the INVITE transaction ended with its 2xx; an RFC
+        2543 ACK of it, matching its entry, goes to the TU without one, and
+        a retransmitted INVITE is absorbed (nothing resent: RFC 6026).
+        """
+        manager, _, user = _manager()
+        wire = _Wire()
+        outcome = manager.receive_request(make_request("INVITE", branch="old"), reliable=False, transport=wire)
+        assert isinstance(outcome, RequestReceived)
+        outcome.transaction.respond(make_response(outcome.request, 200))
+        self.assertEqual(user.names, ["terminated"])
+        ack = make_request("ACK", branch="old", to_tag="8321234356")
+        self.assertEqual(
+            manager.receive_request(ack, reliable=False, transport=_Wire()), AckReceived(request=ack, transaction=None)
+        )
+        again = manager.receive_request(make_request("INVITE", branch="old"), reliable=False, transport=_Wire())
+        self.assertEqual(again, Absorbed(message=make_request("INVITE", branch="old"), transaction=None))
+        self.assertEqual((wire.resent, len(wire.sent)), (0, 1))
 
     def test_rfc2543_ack_other_tag(self) -> None:
         """An RFC 2543 ACK whose To tag is not the one we sent is not this transaction's."""

@@ -6,7 +6,9 @@ large requests, malformed datagrams and the size limit.
 
 from __future__ import annotations
 
-from twisted.internet.error import CannotListenError
+from dataclasses import replace
+
+from twisted.internet.error import CannotListenError, InvalidAddressError, MessageLengthError
 from twisted.trial.unittest import TestCase
 
 from sipstack.errors import TransportFailed
@@ -246,6 +248,45 @@ class _UDPTests(MixinBase):
         a.resend(sent)
         await wait_for(lambda: len(raw.received) == 2, "two copies")
         self.assertEqual(raw.received[0][0], raw.received[1][0])
+
+    async def test_resend_datagram(self) -> None:
+        """
+        L{TransportLayer.resend_datagram} writes bytes again from the socket
+        a flow names; a flow whose socket is closed fails.
+        """
+        a = make_layer(self)
+        await a.listen(description("udp", self.host))
+        raw = listen_raw_udp(self, self.host)
+        assert raw.local is not None
+        sent = await a.send_request(make_request(), Destination(TransportKind.UDP, raw.local))
+        a.resend_datagram(sent.flow, sent.data)
+        await wait_for(lambda: len(raw.received) == 2, "two copies")
+        self.assertEqual(raw.received[0][0], raw.received[1][0])
+        with self.assertRaises(TransportFailed):
+            a.resend_datagram(replace(sent.flow, local=Peer(self.host, 9)), sent.data)
+
+    async def test_datagram_send_errors(self) -> None:
+        """
+        The socket is written directly for an IP literal of its family,
+        with Twisted's error handling: a datagram too large for UDP raises
+        L{MessageLengthError}; an address of the other family or a host
+        name goes through Twisted's checks, which refuse it rather than
+        resolve it; nothing is sent then.
+        """
+        layer = make_layer(self)
+        await layer.listen(description("udp", self.host))
+        (protocol,) = layer._udp
+        raw = listen_raw_udp(self, self.host)
+        assert raw.local is not None
+        protocol.send(b"small", raw.local)
+        await wait_for(lambda: raw.received, "the datagram")
+        with self.assertRaises(MessageLengthError):
+            protocol.send(b"x" * 70_000, raw.local)
+        other = "::1" if self.host == "127.0.0.1" else "127.0.0.1"
+        for host in (other, "localhost"):
+            with self.assertRaises(InvalidAddressError):
+                protocol.send(b"nowhere", Peer(host, raw.local.port))
+        await stays_false(lambda: len(raw.received) > 1, "another datagram", 0.05)
 
     async def test_no_listener_for_the_family(self) -> None:
         """
