@@ -424,6 +424,33 @@ class TargetTests(SynchronousTestCase):
             ),
         )
 
+    def test_udp_flow_or_contact(self) -> None:
+        """
+        A UDP binding is reached at its Contact when the Contact names the
+        address the REGISTER came from (whatever the port: third-party
+        registration), and over the REGISTER's source when NAT is evident
+        (the Contact names another address) or the UA uses outbound.
+        """
+        req = request("sip:bob@atlanta.com")
+        udp = FlowKey(TransportKind.UDP, Peer("192.0.2.4", 49152), Peer("192.0.2.10", 5060))
+        outbound = Binding(
+            "sip:bob@atlanta.com",
+            "sip:bob@192.0.2.4:5070",
+            2e9,
+            "reg-1",
+            1,
+            (("+sip.instance", '"<urn:uuid:00000000-0000-0000-0000-000000000001>"'), ("reg-id", "1")),
+            (),
+            udp,
+        )
+        found = targets_from_bindings(
+            req,
+            [binding("sip:bob@192.0.2.4:5070", flow=udp), binding("sip:bob@10.0.0.7:5060", flow=udp), outbound],
+            user_known=False,
+        )
+        assert isinstance(found, tuple)
+        self.assertEqual([target.flow for target in found], [None, udp, udp])
+
     def test_sips_request(self) -> None:
         """A C{sips:} request reaches C{sips:} contacts and C{sip:} ones registered over TLS; else 480."""
         req = request("sips:bob@atlanta.com")

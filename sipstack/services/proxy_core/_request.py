@@ -19,6 +19,7 @@ from sipstack.hop import FlowKey, TransportKind
 from sipstack.message import SIPURI, URI, AbsoluteURI, NameAddress, Request, Response, Via, build_response, parse_uri
 from sipstack.message.auth import Challenge
 from sipstack.routing.locate import next_hop_uri
+from sipstack.routing.via import host_literal
 from sipstack.services.digest import AuthReason, AuthResult
 from sipstack.services.proxy_core._identity import (
     Interface,
@@ -373,6 +374,34 @@ class BindingLike(Protocol):
     def flow(self) -> FlowKey | None:
         """The flow the REGISTER came on."""
 
+    @property
+    def reg_id(self) -> int | None:
+        """The C{reg-id} of an RFC 5626 (outbound) registration, or L{None}."""
+
+
+def _reach_over(contact: URI, binding: BindingLike) -> FlowKey | None:
+    """
+    The flow a request for C{binding} should go over, or L{None} for its
+    Contact (routed by RFC 3263).
+
+    A stream flow is used while it is open: that connection is the way in
+    to a UA behind NAT or a firewall, and the stack falls back to the
+    Contact when it has closed.  A UDP "flow" is only a source address, so it
+    is used instead of the Contact (RFC 3261 section 16.5 says the Contact)
+    only when there is a reason: the UA registered with RFC 5626 outbound
+    (C{reg-id}), or NAT is evident because the Contact's host is not the
+    address the REGISTER came from (a private or made-up address behind
+    NAT).  A UA that registers from one port and listens on another of the
+    same address (third-party registration, SIPp's load scenarios) is then
+    reached at its Contact, as the RFC says.
+    """
+    flow = binding.flow
+    if flow is None or flow.transport is not TransportKind.UDP or binding.reg_id is not None:
+        return flow
+    if isinstance(contact, SIPURI) and host_literal(contact.maddr or contact.host) == flow.remote.host:
+        return None
+    return flow
+
 
 def targets_from_bindings(
     request: Request, bindings: Iterable[BindingLike], *, user_known: bool
@@ -409,7 +438,7 @@ def targets_from_bindings(
             and (contact.secure or (binding.flow is not None and binding.flow.transport is TransportKind.TLS))
         ):
             continue
-        targets.append(Target(contact, binding.q, path, binding.flow))
+        targets.append(Target(contact, binding.q, path, _reach_over(contact, binding)))
     if targets:
         return tuple(targets)
     return build_response(request, 480 if seen or user_known else 404)
