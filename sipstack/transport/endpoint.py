@@ -97,9 +97,8 @@ from sipstack.transport.report import (
 )
 from sipstack.transport.stream import HandshakeTimedOut
 from sipstack.transport.tls import (
+    ClientOptionsCache,
     SIPIdentityMismatch,
-    authenticated_client_options,
-    opportunistic_client_options,
     peer_certificate,
     peer_chain_verified,
 )
@@ -475,9 +474,7 @@ class TLSFirstEndpoint:
         self._settings = settings if settings is not None else TLSFirstSettings()
         self._memory = memory if memory is not None else TLSMemory(reactor, self._settings)
         self._limits = limits if limits is not None else Limits()
-        self._trust_root = trust_root
-        self._creators: dict[tuple[str, bool], IOpenSSLClientConnectionCreator] = {}
-        self._creator_for = creator_for if creator_for is not None else self._default_creator
+        self._creator_for = creator_for if creator_for is not None else ClientOptionsCache(trust_root)
 
     def __repr__(self) -> str:
         return f"<TLSFirstEndpoint {self._plan.uri} ({self._plan.policy.value})>"
@@ -650,18 +647,6 @@ class TLSFirstEndpoint:
             # name the address (RFC 5922 allows IP literals in sip: URIs).
             destination = replace(destination, authenticated=True)
         return destination
-
-    def _default_creator(self, destination: Destination) -> IOpenSSLClientConnectionCreator:
-        name = destination.server_name or destination.peer.host
-        key = (name, destination.authenticated)
-        creator = self._creators.get(key)
-        if creator is None:
-            if destination.authenticated:
-                creator = authenticated_client_options(name, self._trust_root)
-            else:
-                creator = opportunistic_client_options(name, trust_root=self._trust_root)
-            self._creators[key] = creator
-        return creator
 
     async def _try_target(self, target: Target, factory: IProtocolFactory) -> _Tried:
         """

@@ -34,7 +34,7 @@ from twisted.internet.endpoints import (
     TCP6ServerEndpoint,
     wrapClientTLS,
 )
-from twisted.internet.interfaces import IListeningPort, IOpenSSLClientConnectionCreator, IReactorTime
+from twisted.internet.interfaces import IListeningPort, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -63,8 +63,7 @@ from sipstack.transport.identity import matches_sip_domain, sip_identities
 from sipstack.transport.report import ConnectReport, ConnectResult
 from sipstack.transport.stream import ConnectionLimitExceeded, SIPStreamFactory, SIPStreamProtocol
 from sipstack.transport.tls import (
-    authenticated_client_options,
-    opportunistic_client_options,
+    ClientOptionsCache,
     peer_certificate,
     peer_chain_verified,
     server_tls_options,
@@ -155,7 +154,6 @@ class TransportLayer:
         self.tls_memory = tls_memory if tls_memory is not None else TLSMemory(reactor, self.tls_first)
         self._mark_authenticated_hops = self.tls_first.via_authenticated_param
         self._on_received = on_received
-        self._trust_root = trust_root
         self._clock: IReactorTime = reactor
         self._streams: dict[FlowKey, SIPStreamProtocol] = {}
         self._per_ip: Counter[str] = Counter()
@@ -172,7 +170,7 @@ class TransportLayer:
         self._ports: list[IListeningPort] = []
         self._stream_listeners: list[tuple[TransportKind, Peer]] = []
         self._connection_ids = itertools.count(1)
-        self._creators: dict[tuple[str, bool], IOpenSSLClientConnectionCreator] = {}
+        self._creator = ClientOptionsCache(trust_root)
         self._towards: dict[str, str] = {}
         self._pinger: LoopingCall | None = None
         if keepalive_interval is not None:
@@ -386,18 +384,6 @@ class TransportLayer:
             return await stream.ready
         except Exception as error:
             raise TransportFailed(f"no {destination.transport.value} connection to {peer}: {error}") from error
-
-    def _creator(self, destination: Destination) -> IOpenSSLClientConnectionCreator:
-        name = destination.server_name or destination.peer.host
-        key = (name, destination.authenticated)
-        creator = self._creators.get(key)
-        if creator is None:
-            if destination.authenticated:
-                creator = authenticated_client_options(name, self._trust_root)
-            else:
-                creator = opportunistic_client_options(name, trust_root=self._trust_root)
-            self._creators[key] = creator
-        return creator
 
     # Plans (RFC 3263, TLS first)
 

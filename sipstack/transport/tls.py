@@ -42,6 +42,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from sipstack.hop import Destination
 from sipstack.transport._verdict import ChainVerdict, VerifyCallback, accepting_verifier, verdict_for
 from sipstack.transport.identity import SubjectIdentities, normalize_domain, sip_identities
 
@@ -53,6 +54,7 @@ __all__ = [
     "server_tls_options",
     "opportunistic_client_options",
     "authenticated_client_options",
+    "ClientOptionsCache",
     "SIPIdentityMismatch",
     "peer_certificate",
     "peer_chain_verified",
@@ -408,3 +410,33 @@ def tls_version(transport: object) -> str | None:
     """
     connection = _ssl_connection(transport)
     return connection.get_protocol_version_name() if connection is not None else None
+
+
+class ClientOptionsCache:
+    """
+    The TLS client options for each destination, made once per (server
+    name, verification mode) and shared: building them loads the trust
+    store, which costs far more than a handshake.  Strict and opportunistic
+    options are kept apart, as their connections are (docs/tls-first.md).
+    """
+
+    def __init__(self, trust_root: bytes | None) -> None:
+        """
+        @param trust_root: PEM CA certificates that authenticate servers;
+            L{None} for the platform's trust store.
+        """
+        self._trust_root = trust_root
+        self._made: dict[tuple[str, bool], IOpenSSLClientConnectionCreator] = {}
+
+    def __call__(self, destination: Destination) -> IOpenSSLClientConnectionCreator:
+        """The options for C{destination}: authenticated for its server name when it must be, else opportunistic."""
+        name = destination.server_name or destination.peer.host
+        key = (name, destination.authenticated)
+        creator = self._made.get(key)
+        if creator is None:
+            if destination.authenticated:
+                creator = authenticated_client_options(name, self._trust_root)
+            else:
+                creator = opportunistic_client_options(name, trust_root=self._trust_root)
+            self._made[key] = creator
+        return creator
