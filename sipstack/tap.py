@@ -13,7 +13,8 @@ server with L{build_server}:
   - a L{Registrar} over the location store (SQLite in the data directory
     by default), with digest authentication when C{--users} is given;
   - a L{Proxy} (RFC 3261 section 16) over the registrar's bindings, with
-    the same authentication;
+    the same authentication, record-routing on its TLS side a name its
+    TLS certificate names (L{ProxySettings.tls_name}, from L{_tls_name});
   - the stack's request handler, a L{ServerCore}: REGISTER to the
     registrar, everything else to the proxy.
 
@@ -45,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from cryptography import x509
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -52,12 +54,13 @@ from sipstack.config import StackConfig, TLSPolicy
 from sipstack.services.digest import Authenticator, Users, UsersFileError, load_users
 from sipstack.services.location import LocationStore, LocationStoreService, MemoryLocationStore
 from sipstack.services.location_sqlite import SQLiteLocationStore
-from sipstack.services.proxy import Proxy
+from sipstack.services.proxy import Proxy, ProxySettings
 from sipstack.services.registrar import Registrar, RegistrarPolicy, canonical_host
 from sipstack.services.server import OrderedMultiService, ServerCore, SIPStackService, build_core
 from sipstack.stack import SIPStack
 from sipstack.transport.certificates import ensure_certificate
 from sipstack.transport.descriptions import ListenerDescription, parse_listener
+from sipstack.transport.identity import sip_identities
 
 __all__ = [
     "DEFAULT_LISTEN",
@@ -504,18 +507,43 @@ def _secret(data_dir: Path) -> bytes:
     return secret
 
 
-def _tls_listeners(config: ServerConfig) -> tuple[str, ...]:
-    """The listener descriptions, each C{tls:} one given a certificate."""
+def _tls_listeners(config: ServerConfig) -> tuple[tuple[str, ...], str | None]:
+    """
+    The listener descriptions, each C{tls:} one given a certificate, and
+    the certificate given to them (or C{--certificate}), if any.
+    """
     needy = [d for d in config.listen if d.lower().startswith("tls:") and "certKey=" not in d]
     if not needy:
-        return config.listen
+        return config.listen, config.certificate
     if config.certificate is not None:
         certificate, key = config.certificate, config.private_key or config.certificate
     else:
         cert_path, key_path = ensure_certificate(config.data_dir, config.server_name)
         certificate, key = cert_path.path, key_path.path
     suffix = f":certKey={_escape(os.path.abspath(certificate))}:privateKey={_escape(os.path.abspath(key))}"
-    return tuple(d + suffix if d in needy else d for d in config.listen)
+    return tuple(d + suffix if d in needy else d for d in config.listen), certificate
+
+
+def _tls_name(config: ServerConfig, certificate: str | None) -> str | None:
+    """
+    The name the proxy record-routes on its TLS side (L{ProxySettings.tls_name}):
+    a SIP domain identity of the TLS certificate (RFC 5922 section 7.1), the
+    first served domain it names if any, else its first identity; L{None}
+    without a TLS listener or a certificate that names a domain.  The
+    generated certificate is made for the first C{--domain} or
+    C{localhost} (L{ServerConfig.server_name}).
+    """
+    if certificate is None or not any(d.lower().startswith("tls:") for d in config.listen):
+        return None
+    try:
+        identities = sip_identities(x509.load_pem_x509_certificate(Path(certificate).read_bytes()))
+    except (OSError, ValueError) as error:
+        _log.warn("Cannot read the TLS identity of {path}: {error}", path=certificate, error=str(error))
+        return None
+    served = [domain for domain in config.domains if identities.matches(domain)]
+    if served:
+        return served[0]
+    return identities.domains[0] if identities.domains else None
 
 
 def build_server(config: ServerConfig, reactor: Any) -> SIPServer:
@@ -528,7 +556,7 @@ def build_server(config: ServerConfig, reactor: Any) -> SIPServer:
     """
     data_dir = Path(config.data_dir)
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    listen = _tls_listeners(config)
+    listen, certificate = _tls_listeners(config)
     store: LocationStore
     if config.location == "memory":
         store = MemoryLocationStore(reactor)
@@ -545,7 +573,9 @@ def build_server(config: ServerConfig, reactor: Any) -> SIPServer:
         authenticator = Authenticator(config.users, config.realm, reactor, _secret(data_dir))
     stack = SIPStack(reactor, config=StackConfig(tls_policy=config.tls_policy), proxy=True)
     registrar = Registrar(store, reactor, config.policy, authenticator)
-    proxy = Proxy(stack, registrar, authenticator=authenticator)
+    proxy = Proxy(
+        stack, registrar, authenticator=authenticator, settings=ProxySettings(tls_name=_tls_name(config, certificate))
+    )
     core = build_core(stack, registrar, proxy)
     proxy.install()
     listening = SIPStackService(stack, listen, grace=config.grace)

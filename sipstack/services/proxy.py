@@ -60,6 +60,7 @@ from sipstack.services.proxy_core import (
     Target,
     answer_options,
     aor_of_request,
+    canonical_host,
     check_request,
     forward_request,
     forward_statelessly,
@@ -93,6 +94,13 @@ class ProxySettings:
     @ivar outbound_proxy: where requests with no Path and no flow go first.
     @ivar tls_hint: add C{x-sipstack-tls-port} to non-TLS Record-Route URIs
         (L{None}: the stack's C{TLSFirstSettings.record_route_tls_hint}).
+    @ivar tls_name: a host name our TLS certificate names (a SIP domain
+        identity of it, RFC 5922 section 7.1) and that resolves to our TLS
+        listener: the host of the Record-Route URIs that lead to that
+        listener (C{sips:}, C{transport=tls}), so that a strict client can
+        authenticate the in-dialog hop, and one of our hosts when such a
+        Route comes back.  L{None}: those URIs name the listener's address,
+        which only a certificate for that IP address authenticates.
     """
 
     record_route: bool = True
@@ -101,6 +109,7 @@ class ProxySettings:
     loop_detection: bool = True
     outbound_proxy: SIPURI | None = None
     tls_hint: bool | None = None
+    tls_name: str | None = None
 
 
 def _is_wildcard(host: str) -> bool:
@@ -146,6 +155,7 @@ class Proxy:
         """
         @param hosts: further names and addresses of this proxy (beyond its
             listeners' addresses and the registrar's local hosts).
+        @raise ValueError: C{settings.tls_name} is not a host name.
         """
         if not stack.proxy:
             raise ValueError("the proxy needs a stack in proxy mode: SIPStack(reactor, proxy=True)")
@@ -158,6 +168,10 @@ class Proxy:
         policy = registrar.policy
         self._domains = policy.domains
         self._hosts = {*policy.local_hosts, *hosts}
+        name = self.settings.tls_name
+        self._tls_name = None if name is None else canonical_host(name)
+        if self._tls_name is not None:
+            self._hosts.add(self._tls_name)
         self._identity: ProxyIdentity | None = None
         self._identity_key: tuple[int, int] = (-1, -1)
         self._challenged = None if self._domains else _challenge_everyone
@@ -236,12 +250,12 @@ class Proxy:
                     if peer.host == host or (_is_wildcard(peer.host) and (":" in peer.host) == (":" in host)):
                         port = peer.port
                         break
-        return Interface.of(kind, Peer(host, port), self._tls_port(host))
+        return Interface.of(kind, Peer(host, port), self._tls_port(host), self._tls_name)
 
     def _outbound(self, transport: TransportKind, sent_by: Peer) -> Interface:
         """The interface a branch leaves on, from what the transport layer chose."""
         self._note_host(sent_by.host)
-        return Interface.of(transport, sent_by, self._tls_port(sent_by.host))
+        return Interface.of(transport, sent_by, self._tls_port(sent_by.host), self._tls_name)
 
     def _user_known(self, aor: str) -> bool:
         """Whether the users file knows the user of C{aor} (480 rather than 404 when it has no binding)."""

@@ -474,3 +474,48 @@ class ServerTests(TestCase):
         stack = make_stack(self)
         await stack.listen(f"{transport.value.lower()}:0:interface=127.0.0.1")
         return Phone(server, stack, user, transport)
+
+
+class TLSNameTests(TestCase):
+    """
+    The name the proxy record-routes on its TLS side
+    (L{ProxySettings.tls_name}) is one of its hosts, and C{twistd sip}
+    takes it from its TLS certificate.
+    """
+
+    def tls_name(self, *, listen: tuple[str, ...], **config: Any) -> str | None:
+        """The TLS name of the proxy C{twistd sip} builds (not started) with C{config}."""
+        built = ServerConfig(listen=listen, data_dir=self.mktemp(), location="memory", grace=0.0, **config)
+        server = build_server(built, reactor)
+        assert server.proxy is not None
+        name = server.proxy.settings.tls_name
+        if name is not None:
+            self.assertIn(name, server.proxy.identity.hosts)
+        return name
+
+    def test_hosts(self) -> None:
+        """The configured name, canonical, names the proxy; a bad one is refused."""
+        stack = make_stack(self, proxy=True)
+        registrar = Registrar(MemoryLocationStore(reactor), reactor, RegistrarPolicy())
+        proxy = Proxy(stack, registrar, settings=ProxySettings(tls_name="Proxy.Example.COM."))
+        self.assertIn("proxy.example.com", proxy.identity.hosts)
+        self.assertNotIn("proxy.example.com", Proxy(stack, registrar).identity.hosts)
+        self.assertRaises(ValueError, Proxy, stack, registrar, settings=ProxySettings(tls_name="a b"))
+
+    def test_from_certificate(self) -> None:
+        """
+        The generated certificate names the first domain (else C{localhost});
+        a given one, the served domain it names, else its first identity;
+        without a TLS listener there is no name.
+        """
+        tls = ("udp:0:interface=127.0.0.1", "tls:0:interface=127.0.0.1")
+        self.assertEqual(self.tls_name(listen=tls), "localhost")
+        self.assertEqual(self.tls_name(listen=tls, domains=("example.com", "example.org")), "example.com")
+        self.assertIsNone(self.tls_name(listen=tls[:1]))
+        ca = CertificateAuthority.generate()
+        issued = ca.issue("sip.example.net", dns=["sip.example.net", "example.org"], ips=["127.0.0.1"])
+        path = Path(self.mktemp())
+        path.write_bytes(issued.fullchain_pem + issued.key_pem)
+        self.assertEqual(self.tls_name(listen=tls, certificate=str(path)), "sip.example.net")
+        served = ("example.com", "example.org")
+        self.assertEqual(self.tls_name(listen=tls, certificate=str(path), domains=served), "example.org")

@@ -59,6 +59,9 @@ IDENTITY = ProxyIdentity(domains=frozenset({"atlanta.com"}), hosts=frozenset({"p
 UDP_SIDE = Interface(TransportKind.UDP, "192.0.2.10", 5060, tls_port=5061)
 TCP_SIDE = Interface(TransportKind.TCP, "192.0.2.10", 5060, tls_port=5061)
 TLS_SIDE = Interface(TransportKind.TLS, "192.0.2.10", 5061, tls_port=5061)
+#: The sides of a proxy whose TLS certificate names proxy.atlanta.com.
+NAMED_UDP_SIDE = Interface(TransportKind.UDP, "192.0.2.10", 5060, tls_port=5061, tls_name="proxy.atlanta.com")
+NAMED_TLS_SIDE = Interface(TransportKind.TLS, "192.0.2.10", 5061, tls_port=5061, tls_name="proxy.atlanta.com")
 
 ALICE_VIA = "SIP/2.0/UDP 192.0.2.101:5060;branch=z9hG4bK74bf9;received=192.0.2.101;rport=5060"
 
@@ -344,6 +347,31 @@ class PreprocessTests(SynchronousTestCase):
         processed = preprocess(received, IDENTITY, TCP_SIDE)
         self.assertEqual(route_values(processed), ["sip:p2.biloxi.com;lr"])
 
+    def test_tls_name_routes_are_ours(self) -> None:
+        """
+        The Route values an in-dialog request brings back from our TLS-side
+        Record-Route (a name our certificate names, with our TLS port) are
+        ours and removed; the same name on a port we do not listen on is not.
+        """
+        invite = request("sips:bob@atlanta.com")
+        target = Target(parse_uri("sip:bob@192.0.2.5"), flow=BOB_TLS_FLOW)
+        forward = forward_request(invite, target, received=invite, inbound=NAMED_TLS_SIDE)
+        recorded = route_values(forward.request, "Record-Route")
+        # Bob's route set is the Record-Route in order, Alice's reversed.
+        for route_set in (recorded, recorded[::-1]):
+            values = ", ".join(f"<{uri}>" for uri in [*route_set, "sip:p2.biloxi.com;lr"])
+            bye = request(
+                "sip:bob@192.0.2.5", method="BYE", to="<sips:bob@atlanta.com>;tag=b0b", extra=f"Route: {values}\n"
+            )
+            processed = preprocess(bye, IDENTITY, NAMED_TLS_SIDE)
+            self.assertEqual(route_values(processed), ["sip:p2.biloxi.com;lr"], route_set)
+        explicit = request(extra="Route: <sips:PROXY.atlanta.com:5061;lr>\n")
+        self.assertNotIn("Route", preprocess(explicit, IDENTITY, NAMED_TLS_SIDE).headers)
+        elsewhere = request(extra="Route: <sips:proxy.atlanta.com:5071;lr>\n")
+        self.assertEqual(
+            route_values(preprocess(elsewhere, IDENTITY, NAMED_TLS_SIDE)), ["sips:proxy.atlanta.com:5071;lr"]
+        )
+
     def test_all_routes_ours(self) -> None:
         """When every Route names us, the Route header goes."""
         received = request(extra="Route: <sip:atlanta.com;lr>\n")
@@ -575,6 +603,34 @@ class ForwardingTests(SynchronousTestCase):
             ["sip:192.0.2.10;transport=tls;lr", "sips:192.0.2.10;lr"],
         )
         self.assertEqual(forward.flow, BOB_TLS_FLOW)
+
+    def test_tls_name(self) -> None:
+        """
+        With a TLS name, the URIs that lead to our TLS listener (C{sips:},
+        C{transport=tls}) name it rather than the address, so that a peer
+        can authenticate us for them (RFC 5922); the others keep the address.
+        """
+        received = request("sips:bob@atlanta.com")
+        target = Target(parse_uri("sip:bob@192.0.2.5"), flow=BOB_TLS_FLOW)
+        forward = forward_request(received, target, received=received, inbound=NAMED_TLS_SIDE)
+        self.assertEqual(
+            route_values(forward.request, "Record-Route"),
+            ["sip:proxy.atlanta.com;transport=tls;lr", "sips:proxy.atlanta.com;lr"],
+        )
+        plain = request()
+        forward = forward_request(plain, Target(plain.uri), received=plain, inbound=NAMED_UDP_SIDE)
+        self.assertEqual(route_values(forward.request, "Record-Route"), ["sip:192.0.2.10;lr"])
+        self.assertEqual(
+            route_values(forward.request_for(NAMED_TLS_SIDE), "Record-Route"),
+            ["sip:proxy.atlanta.com;transport=tls;lr", "sip:192.0.2.10;lr"],
+        )
+        self.assertEqual(forward.request.vias[0].host, "192.0.2.10")
+        secure_over_udp = forward_request(received, Target(received.uri), received=received, inbound=NAMED_UDP_SIDE)
+        self.assertEqual(route_values(secure_over_udp.request, "Record-Route"), ["sips:proxy.atlanta.com;lr"])
+        other_port = Interface(TransportKind.TLS, "192.0.2.10", 5071, tls_port=5071, tls_name="proxy.atlanta.com")
+        self.assertEqual(other_port.record_route_uri(secure=True), parse_uri("sips:proxy.atlanta.com:5071;lr"))
+        no_tls = Interface(TransportKind.UDP, "192.0.2.10", 5060, tls_name="proxy.atlanta.com")
+        self.assertEqual(no_tls.record_route_uri(secure=False), parse_uri("sip:192.0.2.10;lr"))
 
     def test_path(self) -> None:
         """A binding's Path becomes the first Route values (RFC 3327)."""

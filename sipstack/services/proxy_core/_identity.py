@@ -75,18 +75,27 @@ class Interface:
     @ivar tls_port: our TLS port at C{host}, if we listen for TLS there: the
         port of a C{sips:} Record-Route, and of the
         C{x-sipstack-tls-port} hint (docs/tls-first.md).
+    @ivar tls_name: the host name our TLS certificate names, which resolves
+        to C{host}: the host of the URIs this side record-routes that lead
+        to our TLS listener (C{sips:}, C{transport=tls}).  A strict client
+        checks the certificate against the host of such a URI (RFC 5922
+        section 7.3), and a certificate rarely names an IP address; L{None}:
+        C{host}.
     """
 
     transport: TransportKind
     host: str
     port: int
     tls_port: int | None = None
+    tls_name: str | None = None
 
     @classmethod
-    def of(cls, transport: TransportKind, address: Peer, tls_port: int | None = None) -> Interface:
+    def of(
+        cls, transport: TransportKind, address: Peer, tls_port: int | None = None, tls_name: str | None = None
+    ) -> Interface:
         """The interface of a listener or a flow's local address (brackets added to IPv6)."""
         host = f"[{address.host}]" if ":" in address.host else address.host
-        return cls(transport, host, address.port, tls_port)
+        return cls(transport, host, address.port, tls_port, tls_name)
 
     def record_route_uri(self, *, secure: bool, tls_hint: bool = False) -> SIPURI:
         """
@@ -98,13 +107,18 @@ class Interface:
         C{x-sipstack-tls-port} hint when the side is not TLS but we listen
         for TLS (L{sipstack.routing.record_route.record_route_uri};
         docs/tls-first.md, "The Record-Route answer").  A port that is the
-        default of the transport is left out.
+        default of the transport is left out.  A URI that leads to our TLS
+        listener names C{tls_name} when there is one, so that the peer can
+        authenticate us for it (RFC 5922); the others name C{host}.
         """
+        tls = self.transport is TransportKind.TLS
         if secure:
             port = self.tls_port if self.tls_port is not None else self.port
-            return SIPURI("sips", self.host, None, None, None if port == 5061 else port, (("lr", None),))
+            host = self.tls_name if self.tls_name is not None and (tls or self.tls_port is not None) else self.host
+            return SIPURI("sips", host, None, None, None if port == 5061 else port, (("lr", None),))
+        host = self.tls_name if self.tls_name is not None and tls else self.host
         hint = _HINT if tls_hint else None
-        return record_route_uri(self.host, self.port, transport=self.transport, tls_port=self.tls_port, settings=hint)
+        return record_route_uri(host, self.port, transport=self.transport, tls_port=self.tls_port, settings=hint)
 
 
 _HINT = TLSFirstSettings(record_route_tls_hint=True)
