@@ -51,7 +51,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from sipstack.config import StackConfig, TLSPolicy
-from sipstack.services.digest import Authenticator, Users, UsersFileError, load_users
+from sipstack.services.digest import ALGORITHMS, Authenticator, Users, UsersFileError, load_users
 from sipstack.services.location import LocationStore, LocationStoreService, MemoryLocationStore
 from sipstack.services.location_sqlite import SQLiteLocationStore
 from sipstack.services.proxy import Proxy, ProxySettings
@@ -83,6 +83,7 @@ GC_THRESHOLDS: Final = (50_000, 20, 100)
 
 _DEFAULTS: Final[Mapping[str, Any]] = {
     "gc": "tuned",
+    "digest-algorithms": "SHA-256,MD5",
     "data-dir": "var",
     "tls-policy": TLSPolicy.OPPORTUNISTIC.value,
     "min-expires": 60,
@@ -111,6 +112,7 @@ class ServerConfig:
         and the nonce secret live.
     @ivar users: the users for digest authentication, or L{None} for none.
     @ivar realm: the authentication realm.
+    @ivar digest_algorithms: the digest algorithms offered, in order.
     @ivar location: C{"memory"} or C{"sqlite:PATH"}.
     @ivar tls_policy: how the stack uses TLS for what it sends.
     @ivar certificate: the PEM certificate (chain) for TLS listeners, or
@@ -129,6 +131,7 @@ class ServerConfig:
     data_dir: str = "var"
     users: Users | None = None
     realm: str = "sipstack"
+    digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
     location: str = "sqlite:var/location.sqlite3"
     tls_policy: TLSPolicy = TLSPolicy.OPPORTUNISTIC
     certificate: str | None = None
@@ -211,6 +214,13 @@ Users files hold HA1 hashes; make a line with
         ["data-dir", "d", None, "The data directory: location database, generated certificate, nonce secret. [var]"],
         ["users", "u", None, "Users file (user:realm:MD5-HA1:SHA-256-HA1); enables digest authentication."],
         ["realm", None, None, "The authentication realm. [the first --domain, or the users file's only realm]"],
+        [
+            "digest-algorithms",
+            None,
+            None,
+            "Digest algorithms offered, in order (RFC 8760): SHA-256, MD5 or both. Phones that read only the "
+            "first challenge need the one they know first: MD5 for many old phones and SIPp. [SHA-256,MD5]",
+        ],
         ["location", None, None, "Location store: sqlite:PATH or memory. [sqlite:DATA-DIR/location.sqlite3]"],
         [
             "tls-policy",
@@ -401,12 +411,17 @@ def _config_from(values: Mapping[str, Any]) -> ServerConfig:
     if grace < 0:
         raise ValueError("--grace must not be negative")
     gc_thresholds = _gc_thresholds(str(values["gc"]))
+    algorithms = tuple(name.strip().upper() for name in str(values["digest-algorithms"]).split(",") if name.strip())
+    unknown = [name for name in algorithms if name not in ALGORITHMS]
+    if unknown or not algorithms or len(set(algorithms)) != len(algorithms):
+        raise ValueError(f"--digest-algorithms: give SHA-256, MD5 or both, not {values['digest-algorithms']!r}")
     return ServerConfig(
         listen=listen,
         domains=domains,
         data_dir=data_dir,
         users=users,
         realm=str(realm),
+        digest_algorithms=algorithms,
         location=location,
         tls_policy=tls_policy,
         certificate=certificate,
@@ -570,7 +585,9 @@ def build_server(config: ServerConfig, reactor: Any) -> SIPServer:
         store = sqlite_store
     authenticator = None
     if config.users is not None:
-        authenticator = Authenticator(config.users, config.realm, reactor, _secret(data_dir))
+        authenticator = Authenticator(
+            config.users, config.realm, reactor, _secret(data_dir), algorithms=config.digest_algorithms
+        )
     stack = SIPStack(reactor, config=StackConfig(tls_policy=config.tls_policy), proxy=True)
     registrar = Registrar(store, reactor, config.policy, authenticator)
     proxy = Proxy(

@@ -124,6 +124,8 @@ class OptionsTests(SynchronousTestCase):
             (["--min-expires", "100", "--default-expires", "50"], "default_expires"),
             (["--private-key", "k.pem"], "--certificate"),
             (["--users", "/nonexistent/users"], "--users"),
+            (["--digest-algorithms", "SHA-512"], "--digest-algorithms"),
+            (["--digest-algorithms", "MD5,MD5"], "--digest-algorithms"),
         ]:
             with self.assertRaises(usage.UsageError, msg=argv) as caught:
                 parse(*argv)
@@ -143,6 +145,25 @@ class OptionsTests(SynchronousTestCase):
             parse("--users", str(users))
         self.assertIn("--realm", str(caught.exception))
         self.assertEqual(parse("--users", str(users), "--domain", "b.example").config.realm, "b.example")
+
+    def test_digest_algorithms(self) -> None:
+        """
+        SHA-256 then MD5 are offered by default; C{--digest-algorithms MD5}
+        serves phones that read only the first challenge and know only MD5,
+        and the challenges the server sends follow the order given.
+        """
+        self.assertEqual(parse().config.digest_algorithms, ("SHA-256", "MD5"))
+        users = Path(self.mktemp())
+        users.write_text(users_line("alice", "example.com", "pw") + "\n")
+        for option, offered in [("md5", ["MD5"]), ("MD5,SHA-256", ["MD5", "SHA-256"])]:
+            options = parse(
+                "--data-dir", self.mktemp(), "--location", "memory", "--users", str(users), "--listen", "udp:0",
+                "--digest-algorithms", option,
+            )  # fmt: skip
+            server = build_server(options.config, reactor)
+            authenticator = server.registrar.core.authenticator
+            assert authenticator is not None
+            self.assertEqual([challenge.algorithm for challenge in authenticator.challenge()], offered)
 
     def write_config(self, text: str) -> Path:
         directory = Path(self.mktemp())
