@@ -60,6 +60,7 @@ from benchmarks.registrar import (
     _median,
     bench,
     kamailio_server,
+    load_options,
     search,
     sipstack_server,
 )
@@ -136,29 +137,9 @@ def call_step(
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement [%(default)s]")
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds of load per step [%(default)s]")
-    parser.add_argument("--cpu-rate", type=float, default=300.0, help="rate of the CPU-per-call runs [%(default)s]")
-    parser.add_argument("--start", type=float, default=300.0, help="first rate of the search [%(default)s]")
-    parser.add_argument("--ceiling", type=float, default=2000.0, help="highest rate tried for sipstack [%(default)s]")
-    parser.add_argument("--max-steps", type=int, default=10, help="bench.sh runs per search at most [%(default)s]")
-    parser.add_argument("--cpu-only", action="store_true", help="only the fixed-rate CPU runs, no search")
-    parser.add_argument("--no-kamailio", action="store_true", help="skip Kamailio even if installed")
-    parser.add_argument("--kamailio-children", type=int, default=1, help="Kamailio UDP workers [%(default)s]")
-    parser.add_argument("--kamailio-ceiling", type=float, default=5000.0, help="highest rate tried [%(default)s]")
-    parser.add_argument("--quick", action="store_true", help="one repeat, 3 s steps")
-    parser.add_argument("--profile", type=Path, help="profile the server during one fixed-rate run into this file")
-    parser.add_argument(
-        "--server-arg",
-        action="append",
-        default=[],
-        help="an extra argument for twistd sip, e.g. --server-arg=--gc=default (repeatable)",
+    return load_options(
+        argv, description=__doc__, unit="call", cpu_rate=300.0, start=300.0, ceiling=2000.0, kamailio_ceiling=5000.0
     )
-    options = parser.parse_args(argv)
-    if options.quick:
-        options.repeat, options.duration = 1, 3.0
-    return options
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:

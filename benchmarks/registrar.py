@@ -308,21 +308,41 @@ def _median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def _parse(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stores", default="memory,sqlite", help="comma-separated: memory, sqlite [%(default)s]")
+def load_options(
+    argv: Sequence[str],
+    *,
+    description: str | None,
+    unit: str,
+    cpu_rate: float,
+    start: float,
+    ceiling: float,
+    kamailio_ceiling: float,
+    extra: Callable[[argparse.ArgumentParser], None] = lambda parser: None,
+) -> argparse.Namespace:
+    """
+    The command line the SIPp benchmarks share (this one and
+    C{proxy_calls.py}), with the defaults of one workload.
+
+    @param description: the benchmark's own description (its docstring).
+    @param unit: what is measured, for the help text (C{"REGISTER"}, C{"call"}).
+    @param extra: adds the workload's own options.
+    """
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    extra(parser)
     parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement [%(default)s]")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds of load per step [%(default)s]")
     parser.add_argument(
-        "--cpu-rate", type=float, default=1000.0, help="rate of the CPU-per-REGISTER runs [%(default)s]"
+        "--cpu-rate", type=float, default=cpu_rate, help=f"rate of the CPU-per-{unit} runs [%(default)s]"
     )
-    parser.add_argument("--start", type=float, default=1500.0, help="first rate of the search [%(default)s]")
-    parser.add_argument("--ceiling", type=float, default=12000.0, help="highest rate tried for sipstack [%(default)s]")
+    parser.add_argument("--start", type=float, default=start, help="first rate of the search [%(default)s]")
+    parser.add_argument("--ceiling", type=float, default=ceiling, help="highest rate tried for sipstack [%(default)s]")
     parser.add_argument("--max-steps", type=int, default=10, help="bench.sh runs per search at most [%(default)s]")
     parser.add_argument("--cpu-only", action="store_true", help="only the fixed-rate CPU runs, no search")
     parser.add_argument("--no-kamailio", action="store_true", help="skip Kamailio even if installed")
     parser.add_argument("--kamailio-children", type=int, default=1, help="Kamailio UDP workers [%(default)s]")
-    parser.add_argument("--kamailio-ceiling", type=float, default=30000.0, help="highest rate tried [%(default)s]")
+    parser.add_argument(
+        "--kamailio-ceiling", type=float, default=kamailio_ceiling, help="highest rate tried [%(default)s]"
+    )
     parser.add_argument("--quick", action="store_true", help="one repeat, 3 s steps")
     parser.add_argument("--profile", type=Path, help="profile the server during one fixed-rate run into this file")
     parser.add_argument(
@@ -335,6 +355,22 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     if options.quick:
         options.repeat, options.duration = 1, 3.0
     return options
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    def stores(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--stores", default="memory,sqlite", help="comma-separated: memory, sqlite [%(default)s]")
+
+    return load_options(
+        argv,
+        description=__doc__,
+        unit="REGISTER",
+        cpu_rate=1000.0,
+        start=1500.0,
+        ceiling=12000.0,
+        kamailio_ceiling=30000.0,
+        extra=stores,
+    )
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
