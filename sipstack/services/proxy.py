@@ -27,6 +27,7 @@ timers.
 
 from __future__ import annotations
 
+import secrets
 import socket
 from collections import deque
 from collections.abc import Iterable
@@ -40,7 +41,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from sipstack.errors import LocalProtocolError, RemoteProtocolError
-from sipstack.hop import HopSecurity, Peer, TransportKind
+from sipstack.hop import FlowKey, HopSecurity, Peer, TransportKind
 from sipstack.message import SIPURI, Request, Response, parse_uri
 from sipstack.message.envelope import Received
 from sipstack.services.digest import Authenticator
@@ -62,6 +63,7 @@ from sipstack.services.proxy_core import (
     aor_of_request,
     canonical_host,
     check_request,
+    flow_of_route,
     forward_request,
     forward_statelessly,
     forward_stray_response,
@@ -101,6 +103,10 @@ class ProxySettings:
         authenticate the in-dialog hop, and one of our hosts when such a
         Route comes back.  L{None}: those URIs name the listener's address,
         which only a certificate for that IP address authenticates.
+    @ivar flow_token_secret: the key that signs the flow tokens of our
+        Record-Route URIs (RFC 5626 section 5.3).  L{None}: a random one
+        per proxy; tokens then do not outlive it, but neither do the flows
+        they name.
     """
 
     record_route: bool = True
@@ -110,6 +116,7 @@ class ProxySettings:
     outbound_proxy: SIPURI | None = None
     tls_hint: bool | None = None
     tls_name: str | None = None
+    flow_token_secret: bytes | None = None
 
 
 def _is_wildcard(host: str) -> bool:
@@ -163,6 +170,8 @@ class Proxy:
         self.registrar = registrar
         self.authenticator = authenticator
         self.settings = settings if settings is not None else ProxySettings()
+        secret = self.settings.flow_token_secret
+        self._flow_secret = secrets.token_bytes(32) if secret is None else secret
         tls_hint = self.settings.tls_hint
         self._tls_hint = stack.config.tls_first.record_route_tls_hint if tls_hint is None else tls_hint
         policy = registrar.policy
@@ -257,6 +266,19 @@ class Proxy:
         self._note_host(sent_by.host)
         return Interface.of(transport, sent_by, self._tls_port(sent_by.host), self._tls_name)
 
+    def _token_flow(self, request: Request, received: Received) -> FlowKey | None:
+        """
+        The flow a request must go over because our Route in it carries a
+        flow token (RFC 5626 section 5.3), or L{None}: no valid token, or
+        the request came over that flow (from the UA, routed normally).
+        """
+        flow = flow_of_route(request, self.identity, self._flow_secret)
+        return None if flow is None or flow == received.flow else flow
+
+    def _flow_open(self, flow: FlowKey) -> bool:
+        """Whether C{flow} can still be sent on: a UDP flow always can, a stream while it is connected."""
+        return not flow.transport.stream or flow in self.stack.flows
+
     def _user_known(self, aor: str) -> bool:
         """Whether the users file knows the user of C{aor} (480 rather than 404 when it has no binding)."""
         authenticator = self.authenticator
@@ -297,6 +319,13 @@ class Proxy:
         inbound = self._inbound(incoming.received)
         routed_request = preprocess(request, identity, inbound)
         routed = route_request(routed_request, identity)
+        flow = self._token_flow(request, incoming.received)
+        if flow is not None and not isinstance(routed, Response):
+            if not self._flow_open(flow):
+                return incoming.response(430, "Flow Failed")
+            routed = ForwardTo(Target(routed_request.uri, flow=flow, flow_only=True))
+            if request.method != "CANCEL":
+                return _Forwarding(self, incoming, routed_request, inbound, (routed.target,)).start()
         if request.method == "CANCEL":
             return self._cancel_without_context(incoming, routed_request, inbound, routed)
         if isinstance(routed, Response):
@@ -415,6 +444,12 @@ class Proxy:
         inbound = self._inbound(received)
         routed_request = preprocess(ack, identity, inbound)
         routed = route_request(routed_request, identity)
+        flow = self._token_flow(ack, received)
+        if flow is not None and not isinstance(routed, Response):
+            if not self._flow_open(flow):
+                self._log.info("Dropped an ACK for {uri}: its flow is gone", uri=str(ack.uri))
+                return
+            routed = ForwardTo(Target(routed_request.uri, flow=flow, flow_only=True))
         if not isinstance(routed, ForwardTo):
             self._log.debug("Dropped an ACK for {uri}: nowhere to forward it", uri=str(ack.uri))
             return
@@ -508,6 +543,7 @@ class _Forwarding:
             record_route=settings.record_route,
             outbound_proxy=settings.outbound_proxy,
             tls_hint=proxy._tls_hint,
+            flow_secret=proxy._flow_secret,
         )
         outbound = proxy._outbound
 

@@ -22,7 +22,7 @@ from twisted.trial.unittest import TestCase
 
 from sipstack.dialog import build_request
 from sipstack.hop import Peer, TransportKind
-from sipstack.message import Request, Response
+from sipstack.message import SIPURI, Request, Response
 from sipstack.message.auth import parse_challenge
 from sipstack.services.digest import Authenticator, answer_challenge, parse_users, users_line
 from sipstack.services.location import MemoryLocationStore
@@ -258,6 +258,60 @@ class CallTests(_ProxyCase):
         (incoming,) = [each for each in server.seen if each.method == "INVITE"]
         self.assertEqual(str(incoming.uri), "sip:bob@example.com")
         self.assertEqual(b.stack._layer.flows.keys(), {registration.flow})
+
+    async def nat_call(self) -> tuple[Server, Phone, Phone, RequestResult, IncomingRequest]:
+        """A (UDP) calls B, registered over TCP from behind a NAT: the dialog, from both ends."""
+        server = await self.server()
+        a = await self.phone(server, "alice", _UDP)
+        b = await self.phone(server, "bob", _TCP, listen=False)
+        await a.register()
+        registration = await b.register("<sip:bob@192.0.2.1:5060;transport=tcp>")
+        result = await self.call(a, b)
+        incoming = b.callee.of("INVITE")[0]
+        self.assertEqual(incoming.received.flow, registration.flow)
+        token, plain = incoming.request.record_routes
+        assert isinstance(token.uri, SIPURI) and isinstance(plain.uri, SIPURI)
+        self.assertIsNotNone(token.uri.user)
+        self.assertTrue(token.uri.has_param("ob"))
+        self.assertIsNone(plain.uri.user)
+        assert result.dialog is not None and incoming.dialog is not None
+        return server, a, b, result, incoming
+
+    async def test_nat_flow_bye_from_caller(self) -> None:
+        """
+        A hangs up: the BYE's Route carries the flow token of B's side
+        (RFC 5626 section 5.3), so it reaches B over the connection B
+        registered on, not at the unreachable Contact.
+        """
+        _, a, b, result, _ = await self.nat_call()
+        assert result.dialog is not None and b.registered is not None
+        bye = await a.stack.request(result.dialog.create_request("BYE"))
+        self.assertEqual(bye.status, 200)
+        (received_bye,) = b.callee.of("BYE")
+        self.assertEqual(received_bye.received.flow, b.registered.flow)
+
+    async def test_nat_flow_bye_from_callee(self) -> None:
+        """B hangs up over its own flow: the token names that flow, so the BYE is routed to A as usual."""
+        _, a, b, _, incoming = await self.nat_call()
+        assert incoming.dialog is not None
+        bye = await b.stack.request(incoming.dialog.create_request("BYE"))
+        self.assertEqual(bye.status, 200)
+        self.assertEqual(len(a.callee.of("BYE")), 1)
+
+    async def test_nat_flow_gone(self) -> None:
+        """The flow the token names has closed: A's BYE gets 430 Flow Failed."""
+        server, a, b, result, _ = await self.nat_call()
+        assert result.dialog is not None and b.registered is not None
+        flow = b.registered.flow
+        assert flow is not None
+        stream = b.stack._layer.stream(flow)
+        assert stream is not None
+        stream.close()
+        # A is on UDP: B's connection was the proxy's only one.
+        await wait_for(lambda: not server.stack.flows, "the flow to close")
+        bye = await a.stack.request(result.dialog.create_request("BYE"))
+        self.assertEqual(bye.status, 430)
+        self.assertEqual(b.callee.of("BYE"), [])
 
 
 class ForkingTests(_ProxyCase):

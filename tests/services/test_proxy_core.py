@@ -41,6 +41,9 @@ from sipstack.services.proxy_core import (
     answer_cancel,
     check_request,
     choose_best,
+    decode_flow_token,
+    encode_flow_token,
+    flow_of_route,
     forward_request,
     forward_statelessly,
     forward_stray_response,
@@ -478,6 +481,7 @@ class TargetTests(SynchronousTestCase):
         )
         assert isinstance(found, tuple)
         self.assertEqual([target.flow for target in found], [None, udp, udp])
+        self.assertEqual([target.flow_only for target in found], [False, True, True])
 
     def test_sips_request(self) -> None:
         """A C{sips:} request reaches C{sips:} contacts and C{sip:} ones registered over TLS; else 480."""
@@ -657,6 +661,115 @@ class ForwardingTests(SynchronousTestCase):
         )
         self.assertEqual(str(copy.uri), "sip:old.biloxi.com")
         self.assertEqual(route_values(copy), ["sip:p3.net;lr", "sip:bob@biloxi.com"])
+
+
+SECRET = b"flow-token-secret-of-the-proxy!!"
+
+
+def _flows() -> st.SearchStrategy[FlowKey]:
+    hosts = st.one_of(st.ip_addresses(v=4).map(str), st.ip_addresses(v=6).map(str))
+    peers = st.builds(Peer, hosts, st.integers(0, 65535))
+    return st.builds(FlowKey, st.sampled_from(list(TransportKind)), peers, peers, st.integers(0, 2**40))
+
+
+class FlowTokenTests(SynchronousTestCase):
+    """Flow tokens in Record-Route (RFC 5626 section 5.3)."""
+
+    @given(_flows())
+    def test_round_trip(self, flow: FlowKey) -> None:
+        """A token names its flow again, and is a valid URI user part as it stands."""
+        token = encode_flow_token(flow, SECRET)
+        self.assertEqual(decode_flow_token(token, SECRET), flow)
+        uri = parse_uri(f"sip:{token}@192.0.2.10;lr")
+        assert isinstance(uri, SIPURI)
+        self.assertEqual(uri.user, token)
+
+    def test_tampered(self) -> None:
+        """A changed token, one made with another secret, or garbage names no flow."""
+        token = encode_flow_token(BOB_FLOW, SECRET)
+        other = encode_flow_token(BOB_TLS_FLOW, SECRET)
+        for changed in (
+            token[:-1] + ("A" if token[-1] != "A" else "B"),
+            ("A" if token[0] != "A" else "B") + token[1:],
+            token[:16] + other[16:],
+            encode_flow_token(BOB_FLOW, b"another secret"),
+            "bob",
+            "!!",
+            "",
+        ):
+            self.assertIsNone(decode_flow_token(changed, SECRET), changed)
+
+    def test_record_route_on_flow_side(self) -> None:
+        """
+        A target reached over its flow: the Record-Route URI of the side the
+        request leaves on carries the token and C{ob}; the other side's does
+        not; a target without a flow gets none.
+        """
+        received = request("sip:bob@atlanta.com")
+        target = Target(parse_uri("sip:bob@10.0.0.4;transport=tcp"), flow=BOB_FLOW, flow_only=True)
+        forward = forward_request(received, target, received=received, inbound=UDP_SIDE, flow_secret=SECRET)
+        token = encode_flow_token(BOB_FLOW, SECRET)
+        self.assertEqual(forward.flow_token, token)
+        self.assertEqual(
+            route_values(forward.request_for(TCP_SIDE), "Record-Route"),
+            [f"sip:{token}@192.0.2.10;transport=tcp;lr;ob", "sip:192.0.2.10;lr"],
+        )
+        self.assertEqual(route_values(forward.request, "Record-Route"), [f"sip:{token}@192.0.2.10;lr;ob"])
+        plain = forward_request(received, Target(parse_uri("sip:bob@10.0.0.4")), received=received, inbound=UDP_SIDE)
+        self.assertEqual(
+            route_values(plain.request_for(TCP_SIDE), "Record-Route")[0], "sip:192.0.2.10;transport=tcp;lr"
+        )
+        no_secret = forward_request(received, target, received=received, inbound=UDP_SIDE)
+        self.assertIsNone(no_secret.flow_token)
+        reachable = Target(target.uri, flow=BOB_FLOW)
+        direct = forward_request(received, reachable, received=received, inbound=UDP_SIDE, flow_secret=SECRET)
+        self.assertIsNone(direct.flow_token)
+
+    def test_flow_only(self) -> None:
+        """
+        Only a UA behind NAT (Contact at another address than the flow's
+        source) or registered with outbound gets C{flow_only}, hence a token.
+        """
+        outbound = Binding(
+            "sip:bob@atlanta.com",
+            "sip:bob@192.0.2.4;transport=tcp",
+            2e9,
+            "r",
+            1,
+            (("reg-id", "1"), ("+sip.instance", '"<urn:uuid:00000000-0000-0000-0000-000000000001>"')),
+            (),
+            BOB_FLOW,
+        )
+        targets = targets_from_bindings(
+            request("sip:bob@atlanta.com"),
+            [
+                binding("sip:bob@10.0.0.7;transport=tcp", flow=BOB_FLOW),
+                binding("sip:bob@192.0.2.4;transport=tcp", flow=BOB_FLOW),
+                binding("sip:bob@10.0.0.8"),
+                outbound,
+            ],
+            user_known=True,
+        )
+        assert isinstance(targets, tuple)
+        self.assertEqual([t.flow_only for t in targets], [True, False, False, True])
+
+    def test_flow_of_route(self) -> None:
+        """
+        The token is read from our Route values at the top (those
+        preprocessing removes); a tampered one, or one in a Route of
+        another element, counts as none.
+        """
+        token = encode_flow_token(BOB_FLOW, SECRET)
+        bye = request(method="BYE", to="<sip:bob@biloxi.com>;tag=b", extra=f"Route: <sip:{token}@192.0.2.10;lr;ob>\n")
+        self.assertEqual(flow_of_route(bye, IDENTITY, SECRET), BOB_FLOW)
+        self.assertEqual(route_values(preprocess(bye, IDENTITY, TCP_SIDE)), [])
+        double = request(extra=f"Route: <sip:192.0.2.10;lr>, <sip:{token}@192.0.2.10;transport=tcp;lr;ob>\n")
+        self.assertEqual(flow_of_route(double, IDENTITY, SECRET), BOB_FLOW)
+        tampered = request(extra=f"Route: <sip:{token[:-2]}@192.0.2.10;lr;ob>\n")
+        self.assertIsNone(flow_of_route(tampered, IDENTITY, SECRET))
+        elsewhere = request(extra=f"Route: <sip:p1.net;lr>, <sip:{token}@192.0.2.10;lr;ob>\n")
+        self.assertIsNone(flow_of_route(elsewhere, IDENTITY, SECRET))
+        self.assertIsNone(flow_of_route(request(), IDENTITY, SECRET))
 
 
 class ResponseContextTests(SynchronousTestCase):

@@ -12,11 +12,14 @@ the branches through the stack is thin.
     L{answer_cancel} and L{forward_stray_response} (16.11) in
     C{_responses};
   - L{ProxyIdentity}, L{Interface}, and the branches with their loop keys
-    (16.3 step 4, 16.6 step 8, 16.11) in C{_identity}.
+    (16.3 step 4, 16.6 step 8, 16.11) in C{_identity};
+  - the flow tokens of RFC 5626 section 5.3 (L{encode_flow_token},
+    L{decode_flow_token}, L{flow_of_route}) in C{_flow_token}.
 
 @see: docs/proxy.md.
 """
 
+from sipstack.services.proxy_core._flow_token import decode_flow_token, encode_flow_token, flow_of_route
 from sipstack.services.proxy_core._identity import (
     Interface,
     ProxyIdentity,
@@ -68,6 +71,9 @@ from sipstack.services.proxy_core._responses import (
 )
 
 __all__ = [
+    "decode_flow_token",
+    "encode_flow_token",
+    "flow_of_route",
     "Interface",
     "ProxyIdentity",
     "canonical_host",

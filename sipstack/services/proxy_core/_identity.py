@@ -97,7 +97,7 @@ class Interface:
         host = f"[{address.host}]" if ":" in address.host else address.host
         return cls(transport, host, address.port, tls_port, tls_name)
 
-    def record_route_uri(self, *, secure: bool, tls_hint: bool = False) -> SIPURI:
+    def record_route_uri(self, *, secure: bool, tls_hint: bool = False, flow_token: str | None = None) -> SIPURI:
         """
         The URI this side record-routes (RFC 3261 section 16.6 step 4): always
         with C{lr}; C{sips:} on the TLS port when the dialog is secure;
@@ -109,8 +109,16 @@ class Interface:
         docs/tls-first.md, "The Record-Route answer").  A port that is the
         default of the transport is left out.  A URI that leads to our TLS
         listener names C{tls_name} when there is one, so that the peer can
-        authenticate us for it (RFC 5922); the others name C{host}.
+        authenticate us for it (RFC 5922); the others name C{host}.  With a
+        C{flow_token} (RFC 5626 section 5.3) the token is the user part and
+        C{ob} is added.
         """
+        uri = self._record_route_uri(secure, tls_hint)
+        if flow_token is None:
+            return uri
+        return uri.replace(user=flow_token).with_param("ob")
+
+    def _record_route_uri(self, secure: bool, tls_hint: bool) -> SIPURI:
         tls = self.transport is TransportKind.TLS
         if secure:
             port = self.tls_port if self.tls_port is not None else self.port

@@ -21,6 +21,7 @@ from sipstack.message.auth import Challenge
 from sipstack.routing.locate import next_hop_uri
 from sipstack.routing.via import host_literal
 from sipstack.services.digest import AuthReason, AuthResult
+from sipstack.services.proxy_core._flow_token import encode_flow_token
 from sipstack.services.proxy_core._identity import (
     Interface,
     ProxyIdentity,
@@ -280,12 +281,18 @@ class Target:
     @ivar path: Route values to put first (the binding's Path, RFC 3327).
     @ivar flow: the flow its binding was registered over: the copy goes on
         that flow while it is open (RFC 5626), else where the route says.
+    @ivar flow_only: the UA can only be reached over C{flow} (it registered
+        with RFC 5626 outbound, or NAT is evident: its Contact is not the
+        address the REGISTER came from), so the Record-Route towards it
+        carries a flow token (RFC 5626 section 5.3) and in-dialog requests
+        take the flow too.
     """
 
     uri: URI
     q: float | None = None
     path: tuple[SIPURI, ...] = ()
     flow: FlowKey | None = None
+    flow_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,6 +410,16 @@ def _reach_over(contact: URI, binding: BindingLike) -> FlowKey | None:
     return flow
 
 
+def _behind_nat(contact: URI, binding: BindingLike) -> bool:
+    """Whether a UA is reachable only over its flow: an outbound registration, or a Contact at another address."""
+    flow = binding.flow
+    if flow is None:
+        return False
+    if binding.reg_id is not None:
+        return True
+    return not (isinstance(contact, SIPURI) and host_literal(contact.maddr or contact.host) == flow.remote.host)
+
+
 def targets_from_bindings(
     request: Request, bindings: Iterable[BindingLike], *, user_known: bool
 ) -> tuple[Target, ...] | Response:
@@ -438,7 +455,8 @@ def targets_from_bindings(
             and (contact.secure or (binding.flow is not None and binding.flow.transport is TransportKind.TLS))
         ):
             continue
-        targets.append(Target(contact, binding.q, path, _reach_over(contact, binding)))
+        flow = _reach_over(contact, binding)
+        targets.append(Target(contact, binding.q, path, flow, flow is not None and _behind_nat(contact, binding)))
     if targets:
         return tuple(targets)
     return build_response(request, 480 if seen or user_known else 404)
@@ -498,6 +516,8 @@ class Forward:
     @ivar target: the target.
     @ivar branch: the branch of our Via: the client transaction's.
     @ivar flow: the flow to send on while it is open (the target's).
+    @ivar flow_token: the token naming L{flow} in the Record-Route URI of
+        the outbound side (RFC 5626 section 5.3), or L{None}.
     """
 
     request: Request
@@ -509,6 +529,7 @@ class Forward:
     _secure_in: bool
     _secure_out: bool
     _tls_hint: bool
+    flow_token: str | None = None
 
     @property
     def next_hop(self) -> SIPURI:
@@ -535,7 +556,7 @@ class Forward:
         if outbound is None or outbound == inbound:
             return self.request
         uris = [
-            outbound.record_route_uri(secure=self._secure_out, tls_hint=self._tls_hint),
+            outbound.record_route_uri(secure=self._secure_out, tls_hint=self._tls_hint, flow_token=self.flow_token),
             inbound.record_route_uri(secure=self._secure_in, tls_hint=self._tls_hint),
         ]
         return _add_record_route(self._unrouted, uris)
@@ -556,6 +577,7 @@ def forward_request(
     outbound_proxy: SIPURI | None = None,
     tls_hint: bool = False,
     branch: str | None = None,
+    flow_secret: bytes | None = None,
 ) -> Forward:
     """
     Section 16.6 steps 1-9 for one target.
@@ -571,7 +593,13 @@ def forward_request(
          side (L{Interface.record_route_uri}); C{sips:} when the
          Request-URI or top Route is C{sips:}; with C{tls_hint} the
          C{x-sipstack-tls-port} hint; doubled by L{Forward.request_for} when
-         the request leaves on another interface.
+         the request leaves on another interface.  With a C{flow_secret},
+         when the target is reachable only over its flow
+         (L{Target.flow_only}), the URI of the side the request leaves
+         on carries a flow token for it (RFC 5626 section 5.3,
+         L{encode_flow_token}), so that requests towards the UA later
+         take the flow too; the single URI of a request that leaves on
+         the interface it came in on carries it too.
       6. The target's Path becomes the first Route values (RFC 3327); a
          target without Path or flow goes through C{outbound_proxy} when
          one is configured (pushed as a Route).  If the top Route is then a
@@ -612,15 +640,18 @@ def forward_request(
     copy = copy.with_body(copy.body)
     if not recording:
         return Forward(copy, target, branch, target.flow, copy, None, secure_in, secure_out, tls_hint)
+    token = None
+    if flow_secret is not None and target.flow is not None and target.flow_only:
+        token = encode_flow_token(target.flow, flow_secret)
     if secure_in == secure_out:
-        single = _add_record_route(copy, [inbound.record_route_uri(secure=secure_out, tls_hint=tls_hint)])
+        uris = [inbound.record_route_uri(secure=secure_out, tls_hint=tls_hint, flow_token=token)]
     else:
         uris = [
-            inbound.record_route_uri(secure=secure_out, tls_hint=tls_hint),
+            inbound.record_route_uri(secure=secure_out, tls_hint=tls_hint, flow_token=token),
             inbound.record_route_uri(secure=secure_in, tls_hint=tls_hint),
         ]
-        single = _add_record_route(copy, uris)
-    return Forward(single, target, branch, target.flow, copy, inbound, secure_in, secure_out, tls_hint)
+    single = _add_record_route(copy, uris)
+    return Forward(single, target, branch, target.flow, copy, inbound, secure_in, secure_out, tls_hint, token)
 
 
 def _strict_route(request: Request) -> Request:
