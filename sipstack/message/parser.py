@@ -75,7 +75,10 @@ def _split_head(text: str, limits: Limits) -> tuple[str, Headers, bool]:
     setdefault = first.setdefault
     repeated: dict[str, list[int]] = {}
     known_get = _KNOWN_KEYS.get
-    simple = canonical = "\n" not in start
+    # A block that ends in a bare CR (a blank line of LF alone after CRLF
+    # lines, or "\r\r\n" after the last header) loses that CR on the
+    # careful path, which reads bare line ends.
+    simple = canonical = "\n" not in start and not text.endswith("\r")
     del lines[0]
     for position, line in enumerate(lines):
         name, separator, value = line.partition(": ")

@@ -291,6 +291,23 @@ class QuickPathTests(SynchronousTestCase):
                 parse_datagram(data)
             self.assertEqual(caught.exception.reason, f"Malformed header line {name.decode()!r}")
 
+    def test_bare_cr_ends_the_block(self) -> None:
+        """
+        A header block ending in a bare CR (CRLF lines and a blank line of LF
+        alone, or "\\r\\r\\n" after the last header) is read as the careful
+        path reads it: the CR is a line end, not part of the last value.
+        """
+        head, _, body = _REGISTER.partition(b"\r\n\r\n")
+        for ending in (b"\r\n\n", b"\r\r\n\r\n"):
+            data = head + ending + body
+            self.assertSameOutcome(data)
+            message = parse_datagram(data)
+            assert message is not None
+            self.assertFalse(any(value.endswith("\r") for _, value in message.headers.fields))
+        framer = StreamFramer()
+        framer.feed(head + b"\r\r\n\r\n" + body)
+        self.assertIsInstance(framer.next_event(), Message)
+
     @given(mutated())
     def test_mutated(self, data: bytes) -> None:
         """Damaged messages."""
