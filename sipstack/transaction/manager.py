@@ -457,11 +457,16 @@ class TransactionManager:
         another method's, which may be an absorber entry.
         """
         blind = _method_blind(key)
-        target = self._cancellable.get(replace(blind, to_tag=None)) or self._cancellable.get(blind)
-        if isinstance(target, tuple) and target[0] <= self.clock.seconds():
-            self._forget(target)
-            return None
-        return target
+        for candidate in (replace(blind, to_tag=None), blind):
+            target = self._cancellable.get(candidate)
+            if isinstance(target, tuple) and target[0] <= self.clock.seconds():
+                # An expired absorber entry: forget it and look on (the
+                # second key may still name a live transaction).
+                self._forget(target)
+                continue
+            if target is not None:
+                return target
+        return None
 
     def _create_server(
         self, key: TransactionKey, request: Request, reliable: bool, transport: TransactionTransport

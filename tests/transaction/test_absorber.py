@@ -238,6 +238,28 @@ class ServerAbsorberTests(SynchronousTestCase):
         )
         self.assertEqual(wire.resent, 0)
 
+    def test_rfc2543_cancel_past_an_expired_entry(self) -> None:
+        """
+        An RFC 2543 CANCEL is matched by the fields without the To tag first,
+        then with it: an expired entry under the first key does not hide a
+        live transaction under the second.
+        """
+        manager, clock, _ = _manager()
+        options = manager.receive_request(make_request("OPTIONS", branch="old1"), reliable=False, transport=_Wire())
+        assert isinstance(options, RequestReceived)
+        options.transaction.respond(make_response(options.request, 200))
+        # Time passes without the sweep running (the clock jumps).
+        clock.rightNow = LONG + 5
+        bye = manager.receive_request(
+            make_request("BYE", branch="old1", to_tag="t1"), reliable=False, transport=_Wire()
+        )
+        assert isinstance(bye, RequestReceived)
+        cancel = manager.receive_request(
+            make_request("CANCEL", branch="old1", to_tag="t1"), reliable=False, transport=_Wire()
+        )
+        assert isinstance(cancel, CancelReceived)
+        self.assertIs(cancel.target, bye.transaction)
+
     def test_reliable_keeps_nothing(self) -> None:
         """Over TCP Timer J is zero: no entry."""
         manager, _, _ = _manager()
