@@ -57,10 +57,10 @@ from benchmarks.registrar import (
     BENCH,
     LOOPBACK,
     Step,
-    _median,
     bench,
     kamailio_server,
     load_options,
+    print_table,
     search,
     sipstack_server,
 )
@@ -194,18 +194,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
                 maxima.append(found)
         rows.append((name, cpu, maxima))
 
-    print(file=out)
-    print(f"{'target':<18} {'us CPU/call':>12} {'max calls/s':>12} {'(runs)':<22} {'CPU at max':>10}", file=out)
-    for name, cpu, maxima in rows:
-        per = _median([step.cpu_us_per_register for step in cpu if step.clean])
-        if maxima:
-            best = _median([rate for rate, _ in maxima])
-            runs = "/".join(f"{rate:g}" for rate, _ in maxima)
-            at_max = _median([step.number("target_cpu_pct") for _, step in maxima if step is not None])
-            print(f"{name:<18} {per:>12.0f} {best:>12.0f} {runs:<22} {at_max:>9.0f}%", file=out)
-        else:
-            print(f"{name:<18} {per:>12.0f} {'-':>12} {'':<22} {'-':>10}", file=out)
-    print(f"(us CPU/call: median at {options.cpu_rate:g} calls/s; SIPp logs in {outdir})", file=out)
+    print_table(rows, unit="call", rate_unit="calls/s", cpu_rate=options.cpu_rate, outdir=outdir, out=out)
     return 0
 
 

@@ -93,14 +93,14 @@ class Step:
         )
 
     @property
-    def cpu_us_per_register(self) -> float:
+    def cpu_us_per_op(self) -> float:
         return 1000 * self.number("target_cpu_ms_per_call")
 
     def show(self) -> str:
         return (
             f"rate={self.rate:g} achieved={self.number('achieved_cps'):g}/s failed={self.values.get('failed')} "
             f"retrans={self.values.get('retransmissions')} cpu={self.number('target_cpu_pct'):g}% "
-            f"({self.cpu_us_per_register:.0f} us/{self.unit}) rtd={self.values.get('rtt1_avg_ms')} ms "
+            f"({self.cpu_us_per_op:.0f} us/{self.unit}) rtd={self.values.get('rtt1_avg_ms')} ms "
             f"host_busy={self.values.get('host_busy_pct')}% verdict={'clean' if self.clean else 'FAIL'}"
         )
 
@@ -308,6 +308,35 @@ def _median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+#: One target's results: its name, the fixed-rate runs, and each search's
+#: highest clean rate with the step that reached it.
+Row = tuple[str, list[Step], list[tuple[float, Step | None]]]
+
+
+def print_table(rows: Sequence[Row], *, unit: str, rate_unit: str, cpu_rate: float, outdir: Path, out: TextIO) -> None:
+    """
+    The summary both SIPp benchmarks end with: CPU per operation, highest
+    clean rate, CPU at that rate.
+
+    @param unit: one operation (C{"REGISTER"}, C{"call"}).
+    @param rate_unit: their rate (C{"REGISTER/s"}, C{"calls/s"}).
+    """
+    per_label, max_label = f"us CPU/{unit}", f"max {rate_unit}"
+    width = max(len(per_label), len(max_label)) + 1
+    print(file=out)
+    print(f"{'target':<18} {per_label:>{width}} {max_label:>{width}} {'(runs)':<22} {'CPU at max':>10}", file=out)
+    for name, cpu, maxima in rows:
+        per = _median([step.cpu_us_per_op for step in cpu if step.clean])
+        if maxima:
+            best = _median([rate for rate, _ in maxima])
+            runs = "/".join(f"{rate:g}" for rate, _ in maxima)
+            at_max = _median([step.number("target_cpu_pct") for _, step in maxima if step is not None])
+            print(f"{name:<18} {per:>{width}.0f} {best:>{width}.0f} {runs:<22} {at_max:>9.0f}%", file=out)
+        else:
+            print(f"{name:<18} {per:>{width}.0f} {'-':>{width}} {'':<22} {'-':>10}", file=out)
+    print(f"({per_label}: median at {cpu_rate:g} {rate_unit}; SIPp logs in {outdir})", file=out)
+
+
 def load_options(
     argv: Sequence[str],
     *,
@@ -429,18 +458,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
                 maxima.append(found)
         rows.append((target.name, cpu, maxima))
 
-    print(file=out)
-    print(f"{'target':<18} {'us CPU/REGISTER':>16} {'max REGISTER/s':>15} {'(runs)':<22} {'CPU at max':>10}", file=out)
-    for name, cpu, maxima in rows:
-        per = _median([step.cpu_us_per_register for step in cpu if step.clean])
-        if maxima:
-            best = _median([rate for rate, _ in maxima])
-            runs = "/".join(f"{rate:g}" for rate, _ in maxima)
-            at_max = _median([step.number("target_cpu_pct") for _, step in maxima if step is not None])
-            print(f"{name:<18} {per:>16.0f} {best:>15.0f} {runs:<22} {at_max:>9.0f}%", file=out)
-        else:
-            print(f"{name:<18} {per:>16.0f} {'-':>15} {'':<22} {'-':>10}", file=out)
-    print(f"(us CPU/REGISTER: median at {options.cpu_rate:g}/s; SIPp logs in {outdir})", file=out)
+    print_table(rows, unit="REGISTER", rate_unit="REGISTER/s", cpu_rate=options.cpu_rate, outdir=outdir, out=out)
     return 0
 
 
