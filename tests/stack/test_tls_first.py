@@ -199,6 +199,25 @@ class _TLSFirstBase(TestCase):
             return host
         raise AssertionError("no free loopback address")
 
+    async def on_default_ports(
+        self, *, closed: tuple[int, ...] = (), tls: int | None = None, tcp: int | None = None, udp: int | None = None
+    ) -> Server:
+        """
+        A server on the default ports (C{tls=5061}, C{tcp=5060}, ...) of a
+        fresh loopback address, C{closed} ports refusing there, and the
+        domain's A record naming it (no NAPTR, no SRV).
+        """
+        servers: list[Server] = []
+
+        async def setup(host: str) -> None:
+            for port in closed:
+                self.closed_port(host, port)
+            servers.append(await self.server(host, tls=tls, tcp=tcp, udp=udp))
+
+        host = await self.on_fresh_address(setup)
+        self.serve(f"@ A {host}")
+        return servers[-1]
+
     def closed_port(self, host: str, port: int = 0) -> int:
         """A port bound and not listening: connections are refused."""
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
@@ -301,36 +320,24 @@ class DNSPlanTests(_TLSFirstBase):
 
     async def test_no_srv_probe_5061(self) -> None:
         """No NAPTR nor SRV, C{probe_5061} on: TLS on 5061 of the A record's address."""
-        servers: list[Server] = []
-
-        async def setup(host: str) -> None:
-            servers.append(await self.server(host, tls=5061, tcp=5060, udp=5060))
-
-        host = await self.on_fresh_address(setup)
-        self.serve(f"@ A {host}")
+        server = await self.on_default_ports(tls=5061, tcp=5060, udp=5060)
         client = await self.client()
         result = await client.request(self.options())
         self.assert_over(result, TLS, AUTHENTICATED)
         self.assertEqual(result.attempts[0].source, TargetSource.PROBE_5061)
-        self.assertEqual(servers[-1].seen(TCP) + servers[-1].seen(UDP), [])
+        self.assertEqual(server.seen(TCP) + server.seen(UDP), [])
 
     async def test_no_srv_without_probe(self) -> None:
         """
         With C{probe_5061} off, no TLS is tried: TCP on 5060 (opportunistic
         puts TCP before UDP), and no fallback is reported (none was wanted).
         """
-        servers: list[Server] = []
-
-        async def setup(host: str) -> None:
-            servers.append(await self.server(host, tls=5061, tcp=5060, udp=5060))
-
-        host = await self.on_fresh_address(setup)
-        self.serve(f"@ A {host}")
+        server = await self.on_default_ports(tls=5061, tcp=5060, udp=5060)
         client = await self.client(probe_5061=False)
         result = await client.request(self.options())
         self.assert_over(result, TCP, CLEARTEXT)
         self.assertIsNone(result.fallback_reason)
-        self.assertEqual(servers[-1].seen(TLS), [])
+        self.assertEqual(server.seen(TLS), [])
 
     async def test_ipv6_unreachable_ipv4_used(self) -> None:
         """
@@ -417,14 +424,7 @@ class FallbackTests(_TLSFirstBase):
         C{fallback_reason} says why, one downgrade event is logged, and the
         next request reuses the TCP flow without a new TLS attempt.
         """
-        servers: list[Server] = []
-
-        async def setup(host: str) -> None:
-            self.closed_port(host, 5061)
-            servers.append(await self.server(host, tcp=5060))
-
-        host = await self.on_fresh_address(setup)
-        self.serve(f"@ A {host}")
+        server = await self.on_default_ports(closed=(5061,), tcp=5060)
         client = await self.client()
         result = await client.request(self.options())
         self.assert_over(result, TCP, CLEARTEXT)
@@ -442,7 +442,7 @@ class FallbackTests(_TLSFirstBase):
         self.assertEqual(again.attempts, ())
         self.assertIn("remembered", again.fallback_reason or "")
         self.assertEqual(len(self.events_of(DOWNGRADE_EVENT)), 1)
-        self.assertEqual(len(servers[-1].requests), 2)
+        self.assertEqual(len(server.requests), 2)
 
     async def test_plaintext_on_tls_port(self) -> None:
         """A TLS port that answers in plaintext SIP is a handshake failure: TCP follows."""
@@ -499,15 +499,7 @@ class FallbackTests(_TLSFirstBase):
         No stream target works (TLS and TCP refused) for a C{sip:} URI:
         UDP carries it, with the reason and one C{udp-fallback} event.
         """
-        servers: list[Server] = []
-
-        async def setup(host: str) -> None:
-            self.closed_port(host, 5061)
-            self.closed_port(host, 5060)
-            servers.append(await self.server(host, udp=5060))
-
-        host = await self.on_fresh_address(setup)
-        self.serve(f"@ A {host}")
+        server = await self.on_default_ports(closed=(5061, 5060), udp=5060)
         client = await self.client()
         result = await client.request(self.options())
         self.assert_over(result, UDP, CLEARTEXT)
@@ -518,25 +510,17 @@ class FallbackTests(_TLSFirstBase):
         [event] = self.events_of(UDP_FALLBACK_EVENT)
         self.assertEqual((event["domain"], event["target"]), (DOMAIN, f"{DOMAIN}:5060"))
         self.assertEqual(len(event["attempts"]), 2)
-        self.assertEqual(len(servers[-1].requests), 1)
+        self.assertEqual(len(server.requests), 1)
 
     async def test_no_udp_fallback_when_disabled(self) -> None:
         """With C{allow_udp_fallback} off the same plan ends in a 503, and the UDP server sees nothing."""
-        servers: list[Server] = []
-
-        async def setup(host: str) -> None:
-            self.closed_port(host, 5061)
-            self.closed_port(host, 5060)
-            servers.append(await self.server(host, udp=5060))
-
-        host = await self.on_fresh_address(setup)
-        self.serve(f"@ A {host}")
+        server = await self.on_default_ports(closed=(5061, 5060), udp=5060)
         client = await self.client(allow_udp_fallback=False)
         result = await client.request(self.options())
         self.assertEqual((result.status, result.synthesized), (503, "transport"))
         self.assertIn("every target failed", result.error or "")
         self.assertEqual(len(result.attempts), 2)
-        self.assertEqual(servers[-1].requests, [])
+        self.assertEqual(server.requests, [])
         self.assertEqual(self.events_of(UDP_FALLBACK_EVENT), [])
 
 
@@ -570,19 +554,12 @@ class RefusedFallbackTests(_TLSFirstBase):
 
     async def test_strict_policy_never_uses_udp(self) -> None:
         """The strict policy on a C{sip:} URI: TLS refused, no TCP, no UDP: a 503."""
-        servers: list[Server] = []
-
-        async def setup(host: str) -> None:
-            self.closed_port(host, 5061)
-            servers.append(await self.server(host, tcp=5060, udp=5060))
-
-        host = await self.on_fresh_address(setup)
-        self.serve(f"@ A {host}")
+        server = await self.on_default_ports(closed=(5061,), tcp=5060, udp=5060)
         client = await self.client(policy=TLSPolicy.STRICT)
         result = await client.request(self.options())
         self.assertEqual((result.status, result.synthesized), (503, "transport"))
         self.assertEqual([(a.transport, a.outcome) for a in result.attempts], [(TLS, Outcome.REFUSED)])
-        self.assertEqual(servers[-1].requests, [])
+        self.assertEqual(server.requests, [])
 
     async def test_pinned_target_fails(self) -> None:
         """
